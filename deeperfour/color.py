@@ -1,0 +1,59 @@
+"""Luminance and chroma conversions shared by every stage.
+
+One definition of luminance everywhere: 8-bit BT.601 luma,
+Y = 0.299 R + 0.587 G + 0.114 B (OpenCV's RGB2GRAY and RGB2YUV use the same weights,
+and so does PIL's 'L'/'LA' conversion that DeOldify uses). The B&W film is this Y,
+and a colorized frame is always recombined with the ORIGINAL Y (reference §1): a model
+only ever contributes chroma.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) uint8 BT.601 luma; a (H, W) gray frame passes through."""
+    if rgb.ndim == 2:
+        return rgb
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 -> (H, W, 3) uint8 with three equal channels."""
+    return np.repeat(gray[..., None], 3, axis=2) if gray.ndim == 2 else gray
+
+
+def recombine_luma(original: np.ndarray, colorized: np.ndarray, gamut: str = "desaturate") -> np.ndarray:
+    """Original luminance Y + the colorized chroma U, V (OpenCV YUV), as uint8 RGB (H, W, 3).
+
+    This is DeOldify's key post-process (reference.md section 1): the full-resolution Y of the
+    frame is kept, only the model's chroma is used, so output luminance equals input luminance.
+    ``gamut="clip"`` is DeOldify's exact uint8 OpenCV path, where pixels pushed out of the RGB cube
+    get clipped (which changes their luminance). ``"desaturate"`` (default) works in float and
+    shrinks such a pixel's chroma towards gray just enough to fit, so Y stays exact.
+    ``original``: gray (H, W) or RGB (H, W, 3) uint8; ``colorized``: RGB (h, w, 3) uint8 at any size,
+    resized bilinearly to (H, W) first.
+    """
+    orig = gray_to_rgb(original)
+    if orig.shape[-1] != 3 or colorized.ndim != 3 or colorized.shape[-1] != 3:
+        raise ValueError(f"expected gray/RGB and RGB frames, got {original.shape} and {colorized.shape}")
+    if colorized.shape[:2] != orig.shape[:2]:  # chroma is smooth: resize it to the frame (bilinear)
+        colorized = cv2.resize(colorized, (orig.shape[1], orig.shape[0]), interpolation=cv2.INTER_LINEAR)
+    if gamut == "clip":
+        yuv = cv2.cvtColor(np.ascontiguousarray(orig, dtype=np.uint8), cv2.COLOR_RGB2YUV)
+        chroma = cv2.cvtColor(np.ascontiguousarray(colorized, dtype=np.uint8), cv2.COLOR_RGB2YUV)
+        yuv[..., 1:] = chroma[..., 1:]
+        return cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB)
+    if gamut != "desaturate":
+        raise ValueError(f"gamut must be 'desaturate' or 'clip', got {gamut!r}")
+    yuv = cv2.cvtColor(orig.astype(np.float32) / 255, cv2.COLOR_RGB2YUV)  # (H, W, 3), Y in [0, 1]
+    yuv[..., 1:] = cv2.cvtColor(colorized.astype(np.float32) / 255, cv2.COLOR_RGB2YUV)[..., 1:]
+    y = yuv[..., :1]  # (H, W, 1)
+    d = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB) - y  # (H, W, 3): chroma's offset of each channel from Y
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(d > 0, (1 - y) / d, np.where(d < 0, -y / d, np.inf))  # largest scale per channel
+    s = np.clip(room.min(axis=2, keepdims=True), 0, 1)  # (H, W, 1)
+    rgb = np.clip(y + s * d, 0, 1)
+    return np.rint(rgb * 255).astype(np.uint8)

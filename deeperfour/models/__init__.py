@@ -1,0 +1,1 @@
+"""One file per network; each with a config dataclass saved inside its checkpoints."""

@@ -1,0 +1,590 @@
+"""DeOldify-compatible colorization generator: loads the released ``Colorize*_gen.pth`` files.
+
+The released generators (reference.md section 1; /work/shared/deoldify/README.md) are fastai v1
+U-Nets on a torchvision ResNet. This module rebuilds them from its own small blocks so that the
+``state_dict`` keys and shapes are exactly DeOldify's (the key names are the public interface):
+
+    layers.0   ResNet body (torchvision children minus avgpool/fc)
+    layers.1   BatchNorm on the body output, layers.2 ReLU
+    layers.3   middle: 2 x [SN 3x3 conv, ReLU, BN], width x2 then back
+    layers.4-7 U-Net up-blocks (skips: layer3, layer2, layer1, stem); self-attention in layers.5
+    layers.8   PixelShuffle x2 with a weight-norm 1x1 conv
+    layers.9   dense merge: concatenate the network input (3 channels)
+    layers.10  residual block, layers.11 final SN 1x1 conv -> 3, layers.12 SigmoidRange(-3, 3)
+
+"deep" = the artistic model (ResNet34, nf_factor 1.5, two convs per block, ~64 M parameters);
+"wide" = the stable and video models (ResNet101, width 1024, one conv per block, ~218 M).
+Spectral norm is torch's hook-based ``spectral_norm``, whose keys are the released ones
+(``weight_orig``, ``weight_u``, ``weight_v``); in eval mode it uses the stored u, v without power
+iteration: W = weight_orig / sigma, sigma = u . (W_mat @ v).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from PIL import Image
+from torch.nn.utils import spectral_norm
+from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
+
+from deeperfour.color import recombine_luma
+
+CHECKPOINT_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the model's input/output space: ImageNet-normalized RGB
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RENDER_BASE = 16  # model input side = 16 * render_factor (DeOldify ColorizerFilter)
+RELEASED_FILES = {"ColorizeArtistic_gen.pth": "artistic", "ColorizeStable_gen.pth": "stable",
+                  "ColorizeVideo_gen.pth": "video"}
+RESNETS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3)),
+           101: (Bottleneck, (3, 4, 23, 3)), 152: (Bottleneck, (3, 8, 36, 3))}
+SKIP_IDX = (2, 4, 5, 6)  # body children whose outputs feed the up-blocks: stem ReLU, layer1, layer2, layer3
+CARTOONGAN_HINT_KEYS = ("conv01_1.weight", "in01_1.scale", "deconv03_1.weight")
+
+
+class DeOldifyWeightsError(ValueError):
+    """A file that is not a loadable DeOldify generator; the message names the file and the mismatch."""
+
+
+@dataclass
+class DeOldifyConfig:
+    """Everything needed to rebuild a generator; saved inside our own checkpoints.
+
+    The released files carry no config: ``infer_config`` reads it back from their key shapes.
+    """
+
+    arch: str = "wide"  # "deep" = artistic (conv1/conv2 per block) | "wide" = stable/video (one `conv`)
+    resnet: int = 101  # encoder depth: 18 | 34 (artistic) | 50 | 101 (stable/video) | 152
+    body_width: int = 64  # encoder stem width; 64 = torchvision's ResNet, smaller only for tiny test models
+    nf_factor: float = 2.0  # deep: block width = int(in_channels * nf_factor); wide: nf = 512 * nf_factor
+    nf: int | None = None  # wide only: decoder width (1024 for stable/video); None -> 512 * nf_factor
+    y_range: tuple[float, float] = (-3.0, 3.0)  # SigmoidRange of the output, ImageNet-normalized RGB
+
+    def __post_init__(self):
+        if self.arch not in ("deep", "wide"):
+            raise ValueError(f"arch must be 'deep' or 'wide', got {self.arch!r}")
+        if self.resnet not in RESNETS:
+            raise ValueError(f"resnet must be one of {sorted(RESNETS)}, got {self.resnet}")
+        if self.arch == "deep" and self.nf is not None:
+            raise ValueError("nf is a knob of the wide decoder; the deep one is sized by nf_factor")
+        if self.arch == "wide":  # canonical: nf set, nf_factor = nf / 512, so inferred configs compare equal
+            self.nf = int(self.nf) if self.nf is not None else int(512 * self.nf_factor)
+            self.nf_factor = self.nf / 512
+        self.y_range = tuple(float(v) for v in self.y_range)
+
+    @property
+    def width(self) -> int:
+        """Wide decoder width nf (U-Net blocks output nf/2, the last one nf/4)."""
+        return int(self.nf)
+
+    @classmethod
+    def preset(cls, name: str) -> DeOldifyConfig:
+        """The released layouts: 'artistic' (gen_inference_deep) or 'stable'/'video' (gen_inference_wide)."""
+        if name == "artistic":
+            return cls(arch="deep", resnet=34, nf_factor=1.5)
+        if name in ("stable", "video"):
+            return cls(arch="wide", resnet=101, nf_factor=2.0)
+        raise ValueError(f"unknown DeOldify preset {name!r} (artistic, stable, video)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DeOldifyConfig:
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def sn_conv(ni: int, nf: int, ks: int = 3, bias: bool = False, is_1d: bool = False) -> nn.Module:
+    """Spectral-normed conv (Miyato et al. 2018), kaiming-normal init as fastai's ``init_default``.
+
+    torch's hook-based ``spectral_norm`` stores exactly the released keys (weight_orig/_u/_v).
+    """
+    conv = (nn.Conv1d if is_1d else nn.Conv2d)(ni, nf, ks, padding=(ks - 1) // 2, bias=bias)
+    nn.init.kaiming_normal_(conv.weight)
+    if bias:
+        nn.init.zeros_(conv.bias)
+    return spectral_norm(conv)
+
+
+def conv_block(ni: int, nf: int, ks: int = 3, bias: bool = False, relu: bool = True, bn: bool = True,
+               self_attention: bool = False) -> nn.Sequential:
+    """[SN conv, ReLU?, BN?, self-attention?]: fastai's ``custom_conv_layer`` key layout.
+
+    Index positions are part of the key names (``conv.0`` conv, ``conv.2`` BN after the ReLU).
+    """
+    layers: list[nn.Module] = [sn_conv(ni, nf, ks, bias)]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    if bn:
+        layers.append(nn.BatchNorm2d(nf))
+    if self_attention:
+        layers.append(SelfAttention(nf))
+    return nn.Sequential(*layers)
+
+
+def batchnorm_2d(nf: int) -> nn.BatchNorm2d:
+    """BN with fastai's init (weight 1, bias 1e-3), used on the body output and on the skips."""
+    bn = nn.BatchNorm2d(nf)
+    with torch.no_grad():
+        bn.bias.fill_(1e-3)
+    return bn
+
+
+def icnr_(weight: torch.Tensor, scale: int = 2) -> torch.Tensor:
+    """ICNR init: the scale**2 sub-kernels of each shuffled channel start equal (Aitken et al. 2017).
+
+    Why: PixelShuffle then starts as a nearest-neighbour upsample, free of checkerboard artifacts.
+    """
+    out, *rest = weight.shape
+    base = nn.init.kaiming_normal_(weight.new_empty(out // scale**2, *rest))
+    with torch.no_grad():
+        return weight.copy_(base.repeat_interleave(scale**2, dim=0))  # channel c*s^2+k <- base c
+
+
+class WeightNormConv2d(nn.Module):
+    """Conv with weight = g * v / ||v|| (norm over all dims but 0), keys ``bias``, ``weight_g``, ``weight_v``.
+
+    Same keys and maths as the deprecated hook-based ``torch.nn.utils.weight_norm`` used by fastai
+    for ``layers.8.conv.0``; written out to avoid its deprecation path.
+    """
+
+    def __init__(self, ni: int, nf: int, ks: int = 1):
+        super().__init__()
+        self.padding = (ks - 1) // 2
+        v = icnr_(torch.empty(nf, ni, ks, ks))  # (out, in, k, k)
+        # registered in the state_dict order of the hook version: bias, weight_g, weight_v
+        self.bias = nn.Parameter(torch.zeros(nf))
+        self.weight_g = nn.Parameter(v.flatten(1).norm(dim=1).view(nf, 1, 1, 1))  # (out, 1, 1, 1)
+        self.weight_v = nn.Parameter(v)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        norm = self.weight_v.flatten(1).norm(dim=1).view(-1, 1, 1, 1)  # (out, 1, 1, 1)
+        return self.weight_g * self.weight_v / norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, padding=self.padding)
+
+
+class PixelShuffleUp(nn.Module):
+    """x2 upsample: 1x1 conv to 4x channels, ReLU, PixelShuffle, then a 2x2 blur.
+
+    The blur (ReplicationPad2d((1,0,1,0)) + AvgPool2d(2, stride 1)) is always on in DeOldify's
+    up-blocks and in ``layers.8`` (fastai 1.0.51), so the released weights expect it.
+    ``norm="spectral"``: SN conv + BN (``shuf.conv.{0,1}``); ``"weight"``: weight-norm conv with bias.
+    """
+
+    def __init__(self, ni: int, nf: int, norm: str = "spectral", scale: int = 2):
+        super().__init__()
+        if norm == "spectral":
+            self.conv = conv_block(ni, nf * scale**2, ks=1, relu=False, bn=True)
+            icnr_(self.conv[0].weight_orig.data, scale)
+        else:
+            self.conv = nn.Sequential(WeightNormConv2d(ni, nf * scale**2, ks=1))
+        self.relu = nn.ReLU(inplace=True)
+        self.shuf = nn.PixelShuffle(scale)
+        self.pad = nn.ReplicationPad2d((1, 0, 1, 0))
+        self.blur = nn.AvgPool2d(2, stride=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, ni, h, w)
+        x = self.shuf(self.relu(self.conv(x)))  # (B, nf, 2h, 2w)
+        return self.blur(self.pad(x))  # (B, nf, 2h, 2w)
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention (Zhang et al. 2019) with SN Conv1d query/key (C/8) and value (C).
+
+    ``gamma`` starts at 0, so the block starts as the identity and learns how much to attend.
+    """
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.query = sn_conv(c, c // 8, ks=1, is_1d=True)
+        self.key = sn_conv(c, c // 8, ks=1, is_1d=True)
+        self.value = sn_conv(c, c, ks=1, is_1d=True)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        b, c, h, w = x.shape
+        flat = x.reshape(b, c, h * w)  # (B, C, N)
+        f, g, v = self.query(flat), self.key(flat), self.value(flat)  # (B, C/8, N), (B, C/8, N), (B, C, N)
+        beta = F.softmax(torch.bmm(f.transpose(1, 2), g), dim=1)  # (B, N, N), normalized over dim 1 as fastai
+        out = self.gamma * torch.bmm(v, beta) + flat  # (B, C, N)
+        return out.reshape(b, c, h, w)
+
+
+class UnetBlock(nn.Module):
+    """Upsample the decoder path, match the skip's size, concatenate with the BN'd skip, ReLU, convs.
+
+    Odd sizes (e.g. 560 px, not a multiple of 32) give an upsampled map one pixel off its skip;
+    DeOldify then resizes it with nearest interpolation, and so do we.
+    """
+
+    def __init__(self, up_in: int, skip_in: int, up_out: int):
+        super().__init__()
+        self.shuf = PixelShuffleUp(up_in, up_out)
+        self.bn = batchnorm_2d(skip_in)
+        self.relu = nn.ReLU()
+
+    def merge(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = self.shuf(up)  # (B, up_out, 2h, 2w)
+        if up.shape[-2:] != skip.shape[-2:]:
+            up = F.interpolate(up, skip.shape[-2:], mode="nearest")
+        return self.relu(torch.cat([up, self.bn(skip)], dim=1))  # (B, up_out + skip_in, H, W)
+
+
+class UnetBlockDeep(UnetBlock):
+    """Artistic up-block: two 3x3 convs (``conv1``, ``conv2``), width int(in * nf_factor)."""
+
+    def __init__(self, up_in: int, skip_in: int, nf_factor: float, final_div: bool = True,
+                 self_attention: bool = False):
+        super().__init__(up_in, skip_in, up_in // 2)
+        ni = up_in // 2 + skip_in
+        nf = int((ni if final_div else ni // 2) * nf_factor)
+        self.conv1 = conv_block(ni, nf)
+        self.conv2 = conv_block(nf, nf, self_attention=self_attention)
+        self.out_channels = nf
+
+    def forward(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(self.merge(up, skip)))  # (B, nf, H, W)
+
+
+class UnetBlockWide(UnetBlock):
+    """Stable/video up-block: one 3x3 conv (``conv``) to n_out/2; half the input comes from upsampling."""
+
+    def __init__(self, up_in: int, skip_in: int, n_out: int, self_attention: bool = False):
+        super().__init__(up_in, skip_in, n_out // 2)
+        self.conv = conv_block(n_out // 2 + skip_in, n_out // 2, self_attention=self_attention)
+        self.out_channels = n_out // 2
+
+    def forward(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.merge(up, skip))  # (B, n_out/2, H, W)
+
+
+class MergeLayer(nn.Module):
+    """fastai ``MergeLayer(dense=True)``: [x, network input] along channels, x first."""
+
+    def forward(self, x: torch.Tensor, orig: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, orig], dim=1)  # (B, C + 3, H, W)
+
+
+class ResBlock(nn.Module):
+    """fastai ``res_block`` with spectral norm: x + [SN conv(bias), ReLU] x 2 (no BN)."""
+
+    def __init__(self, nf: int):
+        super().__init__()
+        self.layers = nn.Sequential(*(conv_block(nf, nf, bias=True, bn=False) for _ in range(2)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x)
+
+
+class SigmoidRange(nn.Module):
+    """sigmoid(x) scaled to (low, high): the output is bounded ImageNet-normalized RGB."""
+
+    def __init__(self, low: float, high: float):
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x) * (self.high - self.low) + self.low
+
+
+def resnet_body(depth: int, width: int = 64) -> nn.Sequential:
+    """torchvision ResNet without avgpool/fc (built with weights=None: nothing is downloaded).
+
+    ``width`` != 64 builds the same layout (same key names) from torchvision's blocks with all
+    channels scaled, for tiny test models.
+    """
+    if width == 64:
+        net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+        return nn.Sequential(*list(net.children())[:-2])
+    block, counts = RESNETS[depth]
+    stem = [nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1)]
+    stages, inplanes = [], width
+    for i, n in enumerate(counts):
+        planes, stride = width * 2**i, 1 if i == 0 else 2
+        blocks = []
+        for j in range(n):
+            down = None
+            if j == 0 and (stride != 1 or inplanes != planes * block.expansion):
+                down = nn.Sequential(conv1x1(inplanes, planes * block.expansion, stride),
+                                     nn.BatchNorm2d(planes * block.expansion))
+            blocks.append(block(inplanes, planes, stride if j == 0 else 1, down))
+            inplanes = planes * block.expansion
+        stages.append(nn.Sequential(*blocks))
+    return nn.Sequential(*stem, *stages)
+
+
+def _body_channels(body: nn.Sequential) -> list[int]:
+    """Output channels of the stem and layer1..layer4."""
+    last = [stage[-1] for stage in body[4:8]]
+    return [body[1].num_features] + [(b.bn3 if hasattr(b, "bn3") else b.bn2).num_features for b in last]
+
+
+# ---------------------------------------------------------------- the generator
+
+
+class DeOldifyGenerator(nn.Module):
+    """The DeOldify U-Net; ``forward``: ImageNet-normalized gray-as-RGB (B, 3, H, W) -> same space.
+
+    H and W must be even (the final x2 upsample is concatenated with the input).
+    """
+
+    def __init__(self, config: DeOldifyConfig):
+        super().__init__()
+        self.config = config
+        body = resnet_body(config.resnet, config.body_width)
+        stem_c, l1_c, l2_c, l3_c, l4_c = _body_channels(body)
+        skips = [l3_c, l2_c, l1_c, stem_c]  # deepest first, as the decoder meets them
+        middle = nn.Sequential(conv_block(l4_c, 2 * l4_c), conv_block(2 * l4_c, l4_c))
+        blocks, up_in = [], l4_c
+        for i, skip_in in enumerate(skips):
+            final = i == len(skips) - 1
+            sa = i == 1  # fastai: self_attention and i == len(sfs_idxs) - 3
+            if config.arch == "deep":
+                block = UnetBlockDeep(up_in, skip_in, config.nf_factor, not final, self_attention=sa)
+            else:
+                n_out = config.width if not final else config.width // 2
+                block = UnetBlockWide(up_in, skip_in, n_out, self_attention=sa)
+            blocks.append(block)
+            up_in = block.out_channels
+        ni = up_in + 3  # after the dense merge with the input
+        self.layers = nn.ModuleList([
+            body, batchnorm_2d(l4_c), nn.ReLU(), middle, *blocks,
+            PixelShuffleUp(up_in, up_in, norm="weight"), MergeLayer(), ResBlock(ni),
+            conv_block(ni, 3, ks=1, bias=True, relu=False, bn=False), SigmoidRange(*config.y_range),
+        ])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W)
+        if x.shape[-1] % 2 or x.shape[-2] % 2:
+            raise ValueError(f"DeOldify needs even H and W, got {tuple(x.shape[-2:])}")
+        body, bn, relu, middle, *blocks, shuf, merge, res, final, out_range = self.layers
+        skips, h = [], x
+        for i, m in enumerate(body):
+            h = m(h)
+            if i in SKIP_IDX:
+                skips.append(h)  # (B, c, H/2, W/2), (H/4), (H/8), (H/16)
+        h = middle(relu(bn(h)))  # (B, C4, H/32, W/32)
+        for block, skip in zip(blocks, reversed(skips), strict=True):
+            h = block(h, skip)  # up to (B, c, H/2, W/2)
+        h = merge(shuf(h), x)  # (B, c + 3, H, W)
+        return out_range(final(res(h)))  # (B, 3, H, W)
+
+
+def spectral_norm_modules(model: nn.Module) -> list[nn.Module]:
+    """Modules carrying hook-based spectral norm (``weight_orig``/``weight_u``/``weight_v``)."""
+    return [m for m in model.modules() if hasattr(m, "weight_orig") and hasattr(m, "weight_u")]
+
+
+@torch.no_grad()
+def settle_spectral_norm(model: nn.Module, n_iter: int = 15) -> nn.Module:
+    """Run power iterations until each stored u, v is close to the top singular pair.
+
+    Why: freshly initialized u, v give a sigma far below the true one, and an eval-mode forward
+    of a new model then overflows (DeOldify README: NaN at random init). Released files already
+    hold converged vectors; use this for models built from scratch.
+    """
+    for m in spectral_norm_modules(model):
+        w = m.weight_orig.flatten(1)  # (out, in*k*k)
+        u, v = m.weight_u, m.weight_v
+        for _ in range(n_iter):
+            v.copy_(F.normalize(w.t() @ u, dim=0, eps=1e-12))
+            u.copy_(F.normalize(w @ v, dim=0, eps=1e-12))
+    return model
+
+
+def build_deoldify(config: DeOldifyConfig | str, device: str | torch.device | None = None
+                   ) -> DeOldifyGenerator:
+    """A new generator: ``config`` or a preset name ('artistic', 'stable', 'video').
+
+    ``device="meta"`` builds the layout without memory (for key checks and fast loading).
+    """
+    config = DeOldifyConfig.preset(config) if isinstance(config, str) else config
+    with torch.device(device or "cpu"):
+        model = DeOldifyGenerator(config)
+    if torch.device(device or "cpu").type != "meta":
+        settle_spectral_norm(model)
+    return model
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
+
+
+def _read_checkpoint(path: Path, map_location: Any) -> tuple[dict[str, torch.Tensor], DeOldifyConfig | None]:
+    """(state_dict, stored config or None) from a released fastai file or from ``save_deoldify``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (put the released DeOldify weights under models/)")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DeOldifyWeightsError(f"{path}: cannot be read as a torch checkpoint (truncated, corrupt "
+                                   f"or not a .pth file?): {type(e).__name__}: {first}") from e
+    config = None
+    if isinstance(obj, Mapping) and set(obj) == {"model", "opt"}:
+        obj = obj["model"]  # fastai Learner.save(with_opt=True)
+    elif isinstance(obj, Mapping) and "model" in obj and "config" in obj:
+        config = DeOldifyConfig.from_dict(obj["config"])  # our own save_deoldify
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        kind = type(obj).__name__ if not isinstance(obj, Mapping) else f"dict with keys {_few(list(obj))}"
+        raise DeOldifyWeightsError(f"{path}: expected a DeOldify generator state_dict (bare or in "
+                                   f"{{'model','opt'}}), found a {kind}")
+    if any(k in obj for k in CARTOONGAN_HINT_KEYS):
+        raise DeOldifyWeightsError(f"{path}: this looks like a CartoonGAN generator (keys like "
+                                   "'conv01_1.weight'), not a DeOldify colorizer; use the CartoonGAN loader")
+    if not any(k.startswith("layers.") for k in obj):
+        raise DeOldifyWeightsError(f"{path}: expected DeOldify keys 'layers.<i>.*', found {_few(list(obj))}")
+    return dict(obj), config
+
+
+def _resnet_depth(sd: Mapping[str, torch.Tensor]) -> int:
+    """Body depth from the block counts of layers.0.4-7 and the block type (Bottleneck has conv3)."""
+    counts = tuple(len({k.split(".")[3] for k in sd if k.startswith(f"layers.0.{s}.")}) for s in range(4, 8))
+    block = Bottleneck if "layers.0.4.0.conv3.weight" in sd else BasicBlock
+    for depth, layout in RESNETS.items():
+        if layout == (block, counts):
+            return depth
+    raise KeyError(f"a ResNet body with {block.__name__}s {list(counts)}")
+
+
+def infer_config(sd: Mapping[str, torch.Tensor]) -> DeOldifyConfig:
+    """Read the architecture back from key names and shapes (the released files store no config).
+
+    ``layers.4.conv1`` -> deep (artistic) with nf_factor = out/in of that conv; ``layers.4.conv`` ->
+    wide (stable/video) with nf = 2 x its out channels. Body width from ``layers.0.0.weight``.
+    Raises KeyError naming what it could not find.
+    """
+    if "layers.4.conv1.0.weight_orig" in sd:
+        out, ni = sd["layers.4.conv1.0.weight_orig"].shape[:2]
+        arch, extra = "deep", {"nf_factor": round(out / ni, 6)}
+    elif "layers.4.conv.0.weight_orig" in sd:
+        nf = 2 * sd["layers.4.conv.0.weight_orig"].shape[0]
+        arch, extra = "wide", {"nf": nf}
+    else:
+        raise KeyError("'layers.4.conv1.0.weight_orig' (artistic) or 'layers.4.conv.0.weight_orig' (stable)")
+    if "layers.0.0.weight" not in sd:
+        raise KeyError("'layers.0.0.weight' (ResNet stem)")
+    width = sd["layers.0.0.weight"].shape[0]
+    return DeOldifyConfig(arch=arch, resnet=_resnet_depth(sd), body_width=width, **extra)
+
+
+def _check_layout(path: Path, sd: Mapping[str, torch.Tensor], model: nn.Module, what: str) -> None:
+    """One-line error listing a few missing / unexpected / wrongly shaped keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    shapes = [f"{k} {list(sd[k].shape)} (expected {list(v.shape)})" for k, v in expected.items()
+              if k in sd and sd[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = [f"{len(missing)} missing ({_few(missing)})" if missing else "",
+                 f"{len(unexpected)} unexpected ({_few(unexpected)})" if unexpected else "",
+                 f"{len(shapes)} wrong shapes ({_few(shapes)})" if shapes else ""]
+        raise DeOldifyWeightsError(f"{path}: does not match the expected {what} layout: "
+                                   + "; ".join(p for p in parts if p))
+
+
+def load_deoldify(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                  config: DeOldifyConfig | str | None = None) -> tuple[DeOldifyGenerator, DeOldifyConfig]:
+    """Load ``ColorizeArtistic_gen.pth`` / ``ColorizeStable_gen.pth`` / ``ColorizeVideo_gen.pth``.
+
+    Accepts a raw state_dict, fastai's ``{'model', 'opt'}`` wrapper, or a ``save_deoldify`` file.
+    The architecture comes from the file (stored config, else key shapes) unless ``config`` (or a
+    preset name) is given. Loads strictly, returns the model in eval mode on ``map_location``.
+    Raises DeOldifyWeightsError with a one-line message naming the file otherwise.
+    """
+    path = Path(path)
+    sd, stored = _read_checkpoint(path, map_location)
+    if isinstance(config, str):
+        config = DeOldifyConfig.preset(config)
+    if config is None:
+        config = stored
+    if config is None:
+        try:
+            config = infer_config(sd)
+        except KeyError as e:
+            raise DeOldifyWeightsError(f"{path}: not a DeOldify generator: expected {e.args[0]}, found keys "
+                                       f"{_few(sorted(sd), 4)}") from e
+    model = build_deoldify(config, device="meta")  # layout only: the file supplies every value
+    family = "artistic" if config.arch == "deep" else "stable/video"
+    what = f"DeOldify {config.arch} ({family}, resnet{config.resnet})"
+    _check_layout(path, sd, model, what)
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}  # fp16 files -> float32
+    model.load_state_dict(sd, strict=True, assign=True)
+    model.to(map_location)
+    for m in spectral_norm_modules(model):  # hook attribute `weight` still points at the meta tensor
+        with torch.no_grad():
+            m.weight = m.weight_orig / torch.dot(m.weight_u, m.weight_orig.flatten(1) @ m.weight_v)
+    return model.eval(), config
+
+
+def save_deoldify(path: str | os.PathLike, model: DeOldifyGenerator) -> Path:
+    """Our format, {'model': state_dict, 'config': dict, 'version'}: the config travels with the weights."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "config": model.config.to_dict(), "version": CHECKPOINT_VERSION},
+               path)
+    return path
+
+
+# ---------------------------------------------------------------- inference contract
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ValueError(f"expected uint8 gray (H, W) or RGB (H, W, 3), got {image.dtype} {image.shape}")
+    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+
+
+@torch.no_grad()
+def deoldify_colorize(model: nn.Module, rgb_uint8: np.ndarray, render_factor: int = 21,
+                      gamut: str = "desaturate") -> np.ndarray:
+    """Colorize one frame with DeOldify's input/output contract (ColorizerFilter); uint8 RGB (H, W, 3).
+
+    1. bilinear resize to a 16*render_factor square (aspect not kept), PIL 'LA' luma (ITU-R 601)
+       replicated to 3 channels, /255, ImageNet normalization;
+    2. model; x*std + mean clamped to [0, 1], to uint8 (truncating, as fastai's image2np);
+    3. bilinear resize back to (H, W), then keep the original luminance and only the model's chroma.
+    Video default render_factor 21 (336 px), images 35 (560 px).
+    """
+    rgb = _as_rgb(rgb_uint8)
+    h, w = rgb.shape[:2]
+    side = RENDER_BASE * int(render_factor)
+    small = Image.fromarray(rgb).resize((side, side), Image.Resampling.BILINEAR).convert("LA").convert("RGB")
+    device = next(model.parameters()).device
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    x = torch.from_numpy(np.array(small)).to(device).permute(2, 0, 1)[None].float() / 255  # (1, 3, S, S)
+    was_training = model.training
+    model.eval()
+    try:
+        out = model((x - mean) / std)  # (1, 3, S, S), ImageNet-normalized RGB
+    finally:
+        model.train(was_training)
+    out = ((out * std + mean).clamp(0, 1) * 255).to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
+    color = np.asarray(Image.fromarray(out).resize((w, h), Image.Resampling.BILINEAR))  # (H, W, 3)
+    return recombine_luma(rgb, color, gamut=gamut)
+
+
+def n_parameters(model: nn.Module) -> int:
+    """Parameter count (BN statistics excluded): artistic 63,646,881, stable/video 218,222,197."""
+    return sum(p.numel() for p in model.parameters())
+
