@@ -184,7 +184,8 @@ class VideoWriter:
         self.lossless = self.path.suffix == LOSSLESS_SUFFIX if lossless is None else lossless
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = _partial_name(self.path)
-        self._c = av.open(str(self._tmp), "w")
+        # bitexact: no random segment UID or encoder stamps, so the same frames give the same bytes
+        self._c = av.open(str(self._tmp), "w", options={"fflags": "+bitexact"})
         if self.lossless:
             self._s = self._c.add_stream("ffv1", rate=self.fps)
             self._s.pix_fmt = "gray" if gray else "bgr0"

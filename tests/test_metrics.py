@@ -21,13 +21,7 @@ from deeperfour.metrics import (
     warping_error_curve,
 )
 
-
-def texture(h: int, w: int, seed: int = 0, sigma: float = 3.0) -> np.ndarray:
-    """Seeded smooth random RGB texture, uint8 (H, W, 3)."""
-    r = np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
-    r = cv2.GaussianBlur(r, (0, 0), sigma)
-    r = (r - r.min()) / (r.max() - r.min())
-    return (r * 255.0 + 0.5).astype(np.uint8)
+from .conftest import texture
 
 
 def flickering(base: np.ndarray, n: int, amplitude: float) -> list[np.ndarray]:
