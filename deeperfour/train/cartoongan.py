@@ -1,0 +1,374 @@
+"""CartoonGAN training for one style (paper §3.2, Eqs. 3-7; Chen et al. 2018 §3.3).
+
+Two phases on ``init_steps + gan_steps`` global steps:
+
+1. initialization (steps < init_steps): G alone reconstructs the photos with the content loss of
+   Eq. (7) (plus, optionally, ``init_pixel`` x an L1 pixel term), so the GAN phase starts from a
+   generator that already keeps the content;
+2. GAN (the rest): per step, one D update with the edge-promoting loss of Eqs. (4)-(6) (real cartoons
+   c_i real; edge-smoothed cartoons e_j and G(p_k) fake), then one G update with Eq. (3),
+   L_adv + omega * L_con.
+
+Adam, lr 2e-4, betas (0.5, 0.999) for both nets (reference.md §2); ``lr_d`` gives D its own rate (a
+two time-scale update rule, Heusel et al. 2017: a faster D gives G a useful signal within a few hundred
+steps); optional x``lr_decay`` at 50 % and 75 % of the GAN phase (the reference's epochs 50 and 75). The pixel
+term of the init phase is for short CPU runs, which cannot afford the paper's 10 epochs of pure Eq. (7)
+reconstruction. Batches are random ``crop``-px windows (and horizontal flips) of the
+``prepare_datasets`` crops, drawn from one seeded ``torch.Generator`` whose state is checkpointed, so a
+run killed and resumed draws the same batches.
+
+Outputs under ``out_dir`` (one folder per style)::
+
+    train_state.pt        Checkpointer: G, D, both optimizers, step, sampler and RNG states, configs
+    generator.pt          the final generator (deeperfour.models.cartoongan.from_checkpoint)
+    dvclive/              loss curves (deeperfour.train.common.LossLog)
+    snapshots/input.png   the fixed held-out photo grid (one row)
+    snapshots/step_NNNNNN.png   G(grid) after NNNNNN steps (0 = untrained, init_steps = end of init)
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from deeperfour.losses.cartoon import (
+    content_loss,
+    discriminator_loss,
+    generator_adv_loss,
+    total_generator_loss,
+)
+from deeperfour.models.cartoongan import (
+    CartoonDiscriminator,
+    CartoonGANConfig,
+    CartoonGenerator,
+    config_from_dict,
+    save_checkpoint,
+)
+from deeperfour.train.common import Checkpointer, LossLog, autocast, set_rng_state
+
+FeaturesFn = Callable[..., Mapping[str, torch.Tensor]]
+STATE_FILE = "train_state.pt"
+GENERATOR_FILE = "generator.pt"
+# fields that only change bookkeeping; a checkpoint with other differences is not resumed
+_BOOKKEEPING = ("log_every", "checkpoint_every")
+
+
+@dataclass
+class TrainConfig:
+    """One style's training run (the ``train_cartoongan`` params section; saved in checkpoints)."""
+
+    style: str = "bunny"  # style dataset name (prepare_datasets)
+    variant: str = "light"  # generator preset: "light" (~1.6 M params, CPU) | "paper" (11.1 M)
+    base_channels: int | None = None  # override the preset's width (tests use tiny nets)
+    n_res_blocks: int | None = None  # override the preset's residual blocks
+    d_base_channels: int = 32  # discriminator width (paper Fig. 2: 32)
+    crop: int = 128  # training window, px (<= the dataset crop; paper 256)
+    batch: int = 4  # photos (and cartoons) per step (paper 8)
+    init_steps: int = 100  # initialization phase: content loss only
+    gan_steps: int = 300  # GAN phase: Eqs. (3)-(7)
+    lr: float = 2e-4  # Adam learning rate of G (and of D unless lr_d is set)
+    lr_d: float | None = None  # Adam learning rate of D (None = lr; > lr: two time-scale update rule)
+    beta1: float = 0.5  # Adam beta1
+    beta2: float = 0.999  # Adam beta2
+    omega: float = 10.0  # content weight omega of Eq. (3)
+    init_pixel: float = 0.0  # weight of an extra L1 pixel term in the init phase (0 = paper: Eq. 7 only)
+    content_layer: str = "conv4_3"  # VGG layer l of Eq. (7) (VGG16 conv4_3 ~ VGG19 conv4_4, pre-ReLU)
+    lr_decay: float = 1.0  # lr factor at 50 % and 75 % of the GAN phase (reference 0.1; 1 = none)
+    precision: str = "bf16"  # "bf16" autocast (CPU/CUDA) or "fp32"
+    seed: int = 0  # seed of init and batch sampling
+    n_snapshots: int = 3  # grid snapshots during the GAN phase (plus before training and after init)
+    log_every: int = 5  # steps between loss log rows
+    checkpoint_every: int = 50  # steps between train_state.pt saves
+
+    def __post_init__(self):
+        if self.init_steps < 0 or self.gan_steps < 0:
+            raise ValueError(f"init_steps={self.init_steps}, gan_steps={self.gan_steps}: expected >= 0")
+        if self.crop < 8 or self.batch < 1:
+            raise ValueError(f"crop={self.crop}, batch={self.batch}: expected crop >= 8, batch >= 1")
+
+    @property
+    def total_steps(self) -> int:
+        return self.init_steps + self.gan_steps
+
+    def model_config(self) -> CartoonGANConfig:
+        return CartoonGANConfig(variant=self.variant, base_channels=self.base_channels,
+                                n_res_blocks=self.n_res_blocks, d_base_channels=self.d_base_channels)
+
+    def snapshot_steps(self) -> list[int]:
+        """Step counts after which the grid is rendered: 0, end of init, n_snapshots GAN-phase points."""
+        gan = [self.init_steps + round(k * self.gan_steps / self.n_snapshots)
+               for k in range(1, self.n_snapshots + 1)] if self.n_snapshots > 0 else []
+        return sorted({0, self.init_steps, *gan})
+
+
+def config_from(d: Mapping[str, Any]) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class TrainResult:
+    generator: CartoonGenerator  # eval mode, on the training device
+    out_dir: Path
+    steps: int  # steps done in total
+    resumed_from: int  # step the run resumed from (0: fresh)
+    seconds: float  # wall time of this call's training loop
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) uint8 tensor (converted to [-1, 1] per batch)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, h, w) -> float RGB in [-1, 1] (B, 3, h, w): the generator's interface."""
+    return x.float() / 127.5 - 1.0
+
+
+def to_uint8(y: torch.Tensor) -> np.ndarray:
+    """[-1, 1] (B, 3, h, w) -> (B, h, w, 3) uint8."""
+    return ((y.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+class BatchSampler:
+    """Random ``crop`` windows + horizontal flips of stored crops, from one seeded generator.
+
+    ``sample(*sets)`` draws the SAME indices, windows and flips for every set passed, so a cartoon
+    crop c_i and its edge-smoothed copy e_j stay aligned.
+    """
+
+    def __init__(self, seed: int, crop: int, batch: int):
+        self.gen = torch.Generator().manual_seed(seed)
+        self.crop, self.batch = crop, batch
+
+    def sample(self, *sets: torch.Tensor) -> list[torch.Tensor]:
+        n, _, h, w = sets[0].shape
+        c = min(self.crop, h, w)
+        idx = torch.randint(n, (self.batch,), generator=self.gen)
+        ys = torch.randint(h - c + 1, (self.batch,), generator=self.gen)
+        xs = torch.randint(w - c + 1, (self.batch,), generator=self.gen)
+        flips = torch.rand(self.batch, generator=self.gen) < 0.5
+        out = []
+        for s in sets:
+            win = [s[i, :, y : y + c, x : x + c] for i, y, x in zip(idx.tolist(), ys.tolist(), xs.tolist(),
+                                                                    strict=True)]
+            b = torch.stack([t.flip(-1) if f else t for t, f in zip(win, flips.tolist(), strict=True)])
+            out.append(to_unit(b))  # (B, 3, c, c) in [-1, 1]
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# snapshots of the fixed grid
+
+
+def _write_row(path: Path, images: np.ndarray) -> None:
+    """(n, h, w, 3) uint8 -> one PNG row (atomic)."""
+    row = np.concatenate(list(images), axis=1)  # (h, n*w, 3)
+    tmp = path.with_name(f".{path.stem}.partial.png")
+    if not cv2.imwrite(str(tmp), cv2.cvtColor(row, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: could not write the snapshot PNG")
+    os.replace(tmp, path)
+
+
+def read_snapshots(out_dir: str | os.PathLike) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """(inputs (n, h, w, 3), {step: outputs (n, h, w, 3)}) of a training run's snapshot grid."""
+    folder = Path(out_dir) / "snapshots"
+
+    def read(p: Path) -> np.ndarray:
+        row = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)  # (h, n*w, 3)
+        h = row.shape[0]
+        return np.stack(np.split(row, row.shape[1] // h, axis=1))  # square crops: (n, h, h, 3)
+
+    if not (folder / "input.png").is_file():
+        raise FileNotFoundError(f"{folder}: no snapshots; train the style first")
+    steps = {int(p.stem.split("_")[1]): read(p) for p in sorted(folder.glob("step_*.png"))}
+    return read(folder / "input.png"), steps
+
+
+@torch.inference_mode()
+def stylize(generator: nn.Module, images: np.ndarray, device: torch.device | str, precision: str = "bf16",
+            batch: int = 8) -> np.ndarray:
+    """G on a set of RGB uint8 images (N, H, W, 3) -> (N, H, W, 3) uint8, batched."""
+    out = []
+    for i in range(0, len(images), batch):
+        x = to_unit(to_tensor(images[i : i + batch]).to(device))  # (b, 3, H, W)
+        with autocast(device, precision):
+            out.append(to_uint8(generator(x)))
+    return np.concatenate(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# the loop
+
+
+def _truncate_curves(live_dir: Path, step: int) -> None:
+    """Drop loss-log rows at or after ``step`` (written after the last checkpoint of a killed run)."""
+    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        with open(tsv) as f:
+            rows = list(csv.reader(f, delimiter="\t"))
+        if not rows:
+            continue
+        col = rows[0].index("step")
+        kept = [rows[0]] + [r for r in rows[1:] if int(r[col]) < step]
+        with open(tsv, "w", newline="") as f:
+            csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
+
+
+def _lr_at(cfg: TrainConfig, step: int) -> float:
+    """lr factor of global step ``step``: x lr_decay after 50 % and again after 75 % of the GAN phase."""
+    milestones = [cfg.init_steps + cfg.gan_steps // 2, cfg.init_steps + (3 * cfg.gan_steps) // 4]
+    return cfg.lr_decay ** sum(cfg.gan_steps > 0 and step >= m for m in milestones)
+
+
+def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: np.ndarray,
+          grid: np.ndarray, features: FeaturesFn, out_dir: str | os.PathLike,
+          device: torch.device | str = "cpu", resume: bool = True, progress: bool = True,
+          stop_after: int | None = None) -> TrainResult:
+    """Train (or resume) one style's generator; see the module docstring.
+
+    photos (N, S, S, 3), cartoons and smoothed (M, S, S, 3, aligned), grid (n, s, s, 3): uint8 RGB.
+    ``features``: the frozen perceptual net, ``features(rgb01, layers=(...)) -> {name: tensor}``.
+    ``resume``: continue from ``out_dir/train_state.pt`` when it holds the same configuration.
+    ``stop_after``: stop (with a checkpoint) once this many steps are done, as a kill would.
+    """
+    out_dir = Path(out_dir)
+    device = torch.device(device)
+    if len(cartoons) != len(smoothed):
+        raise ValueError(f"{len(cartoons)} cartoon crops but {len(smoothed)} edge-smoothed ones")
+    ckpt = Checkpointer(out_dir / STATE_FILE)
+    snap_dir = out_dir / "snapshots"
+    snap_dir.mkdir(parents=True, exist_ok=True)
+
+    # 1. models, optimizers, sampler: fresh (seeded) or from the checkpoint
+    torch.manual_seed(cfg.seed)
+    mcfg = cfg.model_config()
+    G, D = CartoonGenerator(mcfg).to(device), CartoonDiscriminator(mcfg).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d or cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    sampler = BatchSampler(cfg.seed, cfg.crop, cfg.batch)
+    step = 0
+    if resume and ckpt.exists():
+        state = ckpt.load(restore_rng=False)
+        same = {k: v for k, v in state.get("train_config", {}).items() if k not in _BOOKKEEPING} == \
+               {k: v for k, v in asdict(cfg).items() if k not in _BOOKKEEPING}
+        if same and config_from_dict(state["config"]) == mcfg:
+            G.load_state_dict(state["model"])
+            D.load_state_dict(state["discriminator"])
+            opt_g.load_state_dict(state["optimizers"]["g"])
+            opt_d.load_state_dict(state["optimizers"]["d"])
+            sampler.gen.set_state(state["sampler"])
+            set_rng_state(state["rng"])  # global RNG states as they were at the save
+            step = int(state["step"])
+        else:
+            print(f"{ckpt.path}: saved with another configuration; training from scratch")
+    resumed_from = step
+    live_dir = out_dir / "dvclive"
+    if step > 0:
+        _truncate_curves(live_dir, step)
+    log = LossLog(live_dir, resume=step > 0)
+
+    photos_t, cart_t, smooth_t = to_tensor(photos), to_tensor(cartoons), to_tensor(smoothed)
+    snapshots = set(cfg.snapshot_steps())
+    if step == 0:
+        for stale in snap_dir.glob("step_*.png"):  # left by an earlier run with another configuration
+            stale.unlink()
+        _write_row(snap_dir / "input.png", grid)
+
+    def save_state(done: int) -> None:
+        ckpt.save(model=G.state_dict(), discriminator=D.state_dict(), config=asdict(mcfg),
+                  train_config=asdict(cfg), optimizers={"g": opt_g.state_dict(), "d": opt_d.state_dict()},
+                  step=done, sampler=sampler.gen.get_state())
+
+    def snapshot(done: int) -> None:
+        if done in snapshots:
+            _write_row(snap_dir / f"step_{done:06d}.png", stylize(G, grid, device, cfg.precision))
+
+    if step == 0:
+        snapshot(0)
+    sums: dict[str, float] = {}
+    t0 = time.time()
+    bar = tqdm(range(step, cfg.total_steps), initial=step, total=cfg.total_steps, desc=f"train {cfg.style}",
+               disable=not progress)
+    for s in bar:
+        for opt, base in ((opt_g, cfg.lr), (opt_d, cfg.lr_d or cfg.lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * _lr_at(cfg, s)
+        (p,) = sampler.sample(photos_t)  # (B, 3, c, c) photos p_k
+        p = p.to(device)
+        if s < cfg.init_steps:
+            # 2a. initialization phase: reconstruction with the content loss only (Eq. 7)
+            with autocast(device, cfg.precision):
+                y = G(p)  # (B, 3, c, c)
+                con = content_loss(features, y, p, cfg.content_layer).float()  # Eq. (7)
+                loss = con + cfg.init_pixel * (y.float() - p).abs().mean() if cfg.init_pixel else con
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_g.step()
+            values = {"init/content": con.item()}
+        else:
+            c, e = (t.to(device) for t in sampler.sample(cart_t, smooth_t))  # (B, 3, c, c) c_i, e_j
+            # 2b. D update: edge-promoting adversarial loss, Eqs. (4)-(6)
+            with autocast(device, cfg.precision):
+                fake = G(p)  # (B, 3, c, c) G(p_k)
+                d_real, d_smooth, d_fake = D(c), D(e), D(fake.detach())  # (B, 1, c/4, c/4) logits
+                loss_d = discriminator_loss(d_real.float(), d_smooth.float(), d_fake.float())
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            # 2c. G update: L_adv + omega * L_con, Eq. (3); D frozen meanwhile (no wasted grads)
+            D.requires_grad_(False)
+            with autocast(device, cfg.precision):
+                adv = generator_adv_loss(D(fake).float())  # Eq. (6), non-saturating
+                con = content_loss(features, fake, p, cfg.content_layer)  # Eq. (7)
+                loss_g = total_generator_loss(adv, con.float(), cfg.omega)  # Eq. (3)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            D.requires_grad_(True)
+            with torch.no_grad():
+                values = {"gan/content": con.item(), "gan/g_adv": adv.item(), "gan/d_loss": loss_d.item(),
+                          "discriminator/real": torch.sigmoid(d_real.float()).mean().item(),
+                          "discriminator/smoothed": torch.sigmoid(d_smooth.float()).mean().item(),
+                          "discriminator/generated": torch.sigmoid(d_fake.float()).mean().item()}
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
+        sums["_n"] = sums.get("_n", 0.0) + 1
+        done = s + 1
+        # 3. bookkeeping: log means, snapshot the grid, checkpoint
+        if done % cfg.log_every == 0 or done == cfg.total_steps or done == cfg.init_steps:
+            n = sums.pop("_n")
+            log.log(s, **{k: v / n for k, v in sums.items()})
+            bar.set_postfix({k: f"{v / n:.3f}" for k, v in sums.items() if k.endswith("content")})
+            sums = {}
+        snapshot(done)
+        if done % cfg.checkpoint_every == 0 or done == cfg.total_steps or done == stop_after:
+            save_state(done)
+        if stop_after is not None and done >= stop_after:
+            break
+    else:
+        done = max(step, cfg.total_steps)
+        if cfg.total_steps == 0:
+            save_state(0)
+    bar.close()
+    log.close()
+    seconds = time.time() - t0
+    G.eval()
+    if done >= cfg.total_steps:
+        save_checkpoint(out_dir / GENERATOR_FILE, G, mcfg,
+                        extra={"train_config": asdict(cfg), "step": done, "style": cfg.style})
+    return TrainResult(G, out_dir, done, resumed_from, seconds)

@@ -1,0 +1,114 @@
+"""What every training loop shares: mixed precision, resumable checkpoints, loss logs.
+
+* ``autocast(device, precision)``: bf16 autocast on CPU (about 2x here for convs) or CUDA;
+  fp32 when asked.
+* ``Checkpointer``: ``{"model": ..., "config": ..., "version": ..., "phase"/"step": ...,
+  "optimizers": ..., "rng": ...}`` written atomically; ``load()`` resumes the loop exactly
+  where it stopped (model, optimizers, step and every RNG state).
+* ``LossLog``: dvclive logging (one TSV per loss under ``<dir>/plots/metrics/``), no DVC
+  experiment side effects, and a reader for the training-curve figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_VERSION = 1
+
+
+def autocast(device: torch.device | str, precision: str = "bf16"):
+    """Context manager: bf16 autocast on CPU/CUDA when ``precision == "bf16"``, else a no-op."""
+    device = torch.device(device)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision != "bf16":
+        raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),  # noqa: NPY002
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002 (legacy global RNG some libraries use)
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Checkpointer:
+    """Atomic save / load of a training state at ``path`` (a ``.pt`` file)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def save(self, **state: Any) -> Path:
+        """Save ``state`` (tensors, state_dicts, plain Python) plus RNG states and the version."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.partial")
+        torch.save({"version": CHECKPOINT_VERSION, "rng": rng_state(), **state}, tmp)
+        os.replace(tmp, self.path)
+        return self.path
+
+    def load(self, restore_rng: bool = True) -> dict[str, Any]:
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as e:  # truncated or foreign file: say which and what to do
+            raise ValueError(f"{self.path}: not a readable DeeperFour checkpoint ({e}); "
+                             "delete it to train from scratch") from e
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{self.path}: checkpoint version {state.get('version')} "
+                             f"(expected {CHECKPOINT_VERSION}); delete it to train from scratch")
+        if restore_rng and "rng" in state:
+            set_rng_state(state["rng"])
+        return state
+
+
+class LossLog:
+    """Loss curves logged with dvclive under ``dir`` (TSV per metric), resumable."""
+
+    def __init__(self, dir: str | os.PathLike, resume: bool = False):
+        from dvclive import Live
+
+        self.dir = Path(dir)
+        self._live = Live(str(self.dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+
+    def log(self, step: int, **values: float) -> None:
+        self._live.step = step
+        for k, v in values.items():
+            self._live.log_metric(k, float(v))
+
+    def close(self) -> None:
+        self._live.end()
+
+
+def read_curves(dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{metric: (steps, values)} from a dvclive folder (for the training-curve figures)."""
+    out = {}
+    plots = Path(dir) / "plots" / "metrics"
+    for tsv in sorted(plots.rglob("*.tsv")):
+        with open(tsv) as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        if not rows:
+            continue
+        name = tsv.relative_to(plots).with_suffix("").as_posix()
+        key = next(k for k in rows[0] if k not in ("step", "timestamp"))
+        out[name] = (np.array([int(r["step"]) for r in rows]), np.array([float(r[key]) for r in rows]))
+    return out

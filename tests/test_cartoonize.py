@@ -1,0 +1,103 @@
+"""Film cartoonization (streaming, lossless, fps/count/audio kept) and styles by name."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from deeperfour.cartoonize import available_styles, cartoonize_film, load_style, style_picker
+from deeperfour.models.cartoongan import (
+    REFERENCE_LOAD_SIZE,
+    CartoonGANConfig,
+    CartoonGenerator,
+    ReleasedCartoonGAN,
+    save_checkpoint,
+)
+from deeperfour.train.cartoongan import stylize
+from deeperfour.video import probe, read_frames
+
+from .conftest import make_clip
+
+TINY = CartoonGANConfig(variant="light", base_channels=4, n_res_blocks=1)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """12 frames at 30000/1001 fps, 64x48, half a second of AAC audio."""
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", n=12, cut_at=(6,), audio_seconds=0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_generator() -> CartoonGenerator:
+    torch.manual_seed(0)
+    return CartoonGenerator(TINY).eval()
+
+
+def test_film_keeps_fps_count_size_audio_and_matches_per_frame(clip, tmp_path, tiny_generator):
+    dst = tmp_path / "cartoon.mkv"
+    out = cartoonize_film(tiny_generator, clip, dst, batch=3, max_side=0, progress=False, precision="fp32")
+    src, got = probe(clip), probe(dst)
+    assert got.fps == src.fps == Fraction(30000, 1001) and got.n_frames == src.n_frames == out["n_frames"]
+    assert (got.width, got.height) == (src.width, src.height) and got.has_audio
+    assert not list(tmp_path.glob("*partial*"))
+    frames = np.stack(list(read_frames(clip)))
+    want = stylize(tiny_generator, frames, "cpu", precision="fp32")  # every frame alone, same batches
+    np.testing.assert_array_equal(np.stack(list(read_frames(dst))), want)  # FFV1: bit-exact
+
+
+def test_film_at_reduced_size_is_resized_back(clip, tmp_path, tiny_generator):
+    out = cartoonize_film(tiny_generator, clip, tmp_path / "small.mkv", batch=8, max_side=32, progress=False)
+    assert out["run_size"] == [32, 24]
+    info = probe(tmp_path / "small.mkv")
+    assert (info.width, info.height) == (64, 48) and info.n_frames == 12
+
+
+def test_film_errors_leave_no_file(clip, tmp_path):
+    with pytest.raises(ValueError, match="lossless"):
+        cartoonize_film(torch.nn.Identity(), clip, tmp_path / "x.mp4", progress=False)
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("generator failed")
+
+    with pytest.raises(RuntimeError, match="generator failed"):
+        cartoonize_film(Broken(), clip, tmp_path / "x.mkv", progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_load_style_trained_released_and_unknown(tmp_path, tiny_generator):
+    trained, models = tmp_path / "train_cartoongan", tmp_path / "models"
+    save_checkpoint(trained / "bunny" / "generator.pt", tiny_generator, TINY)
+    g = load_style("bunny", trained, models)
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    torch.testing.assert_close(g(x), tiny_generator(x))
+    assert g.load_size is None and not g.training
+
+    models.mkdir()
+    paper = CartoonGenerator(CartoonGANConfig(variant="paper"))
+    torch.save(paper.state_dict(), models / "Hayao_net_G_float.pth")  # the released key layout
+    r = load_style("hayao", trained, models)
+    assert isinstance(r, ReleasedCartoonGAN) and r.style == "Hayao" and r.load_size == REFERENCE_LOAD_SIZE
+    torch.testing.assert_close(r(x), paper(x.flip(1)).flip(1))  # RGB outside, BGR inside
+    assert list(available_styles(trained, models)) == ["bunny", "Hayao"]
+
+    with pytest.raises(FileNotFoundError, match="Shinkai_net_G_float.pth"):
+        load_style("Shinkai", trained, models)
+    with pytest.raises(KeyError, match=r"unknown cartoon style 'nope'; available: bunny, Hayao.*Hosoda_net"):
+        load_style("nope", trained, models)
+
+
+def test_style_picker_builds_a_dropdown_of_styles(tmp_path, tiny_generator):
+    pytest.importorskip("ipywidgets")
+    save_checkpoint(tmp_path / "a" / "generator.pt", tiny_generator, TINY)
+    save_checkpoint(tmp_path / "b" / "generator.pt", tiny_generator, TINY)
+    photos = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    box = style_picker(photos, tmp_path, tmp_path / "models")
+    dropdown, _ = box.children
+    assert dropdown.options == ("a", "b") and dropdown.value == "a"
+    dropdown.value = "b"  # re-renders without error
+    with pytest.raises(FileNotFoundError, match="no cartoon style"):
+        style_picker(photos, tmp_path / "none", tmp_path / "models")

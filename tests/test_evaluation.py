@@ -1,0 +1,43 @@
+"""Colorization scoring helpers: preview frames, the shuffled control's partners, scale calibration."""
+
+import numpy as np
+import pytest
+
+from deeperfour.evaluation import (
+    choose_scale,
+    colorization_scores,
+    ground_truth_scores,
+    preview_indices,
+    shuffled_partner,
+)
+
+
+def test_shuffled_partner_is_in_the_next_shot():
+    starts, n = [0, 10, 25], 40
+    assert shuffled_partner(3, starts, n) == 13  # shot 0 -> shot 1, same offset
+    assert shuffled_partner(24, starts, n) == 25 + 14  # shot 1 -> shot 2
+    assert shuffled_partner(39, starts, n) == 14 % 10  # shot 2 -> shot 0 (cyclic), offset mod length
+    with pytest.raises(ValueError, match="two shots"):
+        shuffled_partner(1, [0], 5)
+
+
+def test_choose_scale():
+    scales = np.array([0.5, 1.0, 1.5])
+    ciede = np.array([3.0, 2.0, 4.0])
+    col = np.array([5.0, 10.0, 15.0])
+    assert choose_scale(scales, ciede, col, 10.0, "ciede") == 1.0
+    assert choose_scale(scales, ciede, col, 10.0, "colorfulness") == 1.0
+    assert choose_scale(scales, ciede, col, 10.0, "colorfulness", ratio=0.5) == 0.5
+    with pytest.raises(ValueError):
+        choose_scale(scales, ciede, col, 10.0, "other")
+
+
+def test_scores_of_perfect_and_gray_prediction():
+    rng = np.random.default_rng(0)
+    truth = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(4)]
+    perfect = colorization_scores(iter(truth), iter(truth), (), 2)
+    assert perfect["ciede2000"] == 0 and perfect["psnr"] == float("inf")
+    gray = colorization_scores((t.mean(axis=2).astype(np.uint8) for t in truth), iter(truth))
+    assert gray["colorfulness"] == 0 and gray["ciede2000"] > 1
+    assert ground_truth_scores(iter(truth))["colorfulness"] > 10
+    assert preview_indices([0, 10, 20], 30, 3) == [5, 15, 25]
