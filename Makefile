@@ -31,6 +31,7 @@ data: $(STAMP)  ## write the embedded sample data into data/ when absent (byte-i
 
 data-extended: $(STAMP)  ## optional: Debian wallpapers + openclipart into data/extended (changes data.dvc)
 	apt-get update -qq && apt-get install -y -qq lomiri-wallpapers-16.04 mate-backgrounds plasma-workspace-wallpapers openclipart-svg >/dev/null
+	$(BIN)/pip install --quiet cairosvg==2.9.1  # renders the clip-art style (prepare_datasets)
 	$(BIN)/deeperfour data extended
 	$(BIN)/dvc add data
 
