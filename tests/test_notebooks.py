@@ -49,6 +49,8 @@ def tiny_parameters(stage: str, root: Path) -> dict:
         "temporal_loss": {"n_consecutive": 3},
         "convlstm": {"n_consecutive": 1},
         "evaluate": {"n_strip": 2, "metrics_dir": str(root / "metrics"),
+                     "colorized_path": str(root / "build" / "colorize" / "colorized.mkv"),
+                     "cartoon_path": str(root / "build" / "train_cartoongan" / "cartoon.mkv"),
                      "figures_root": str(root / "figures"), "report_path": str(root / "README.md")},
     }[stage]
     return common | paths | extra
