@@ -23,10 +23,9 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from deeperfour.color import luma_chroma_to_rgb, luminance, rgb_to_yuv_t
+from deeperfour.models.deoldify import IMAGENET_MEAN, IMAGENET_STD, RENDER_BASE
 from deeperfour.train.common import autocast
 from deeperfour.video import VideoWriter, probe, read_frames
-
-RENDER_BASE = 16  # model input side = 16 * render_factor
 
 
 def model_input_side(render_factor: int) -> int:
@@ -41,8 +40,8 @@ class DeOldifyChroma(nn.Module):
     def __init__(self, generator: nn.Module):
         super().__init__()
         self.generator = generator
-        self.register_buffer("mean", torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, gray: torch.Tensor) -> torch.Tensor:  # (B, 1, S, S) in [0, 1]
         x = (gray.expand(-1, 3, -1, -1) - self.mean) / self.std

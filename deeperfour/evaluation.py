@@ -1,4 +1,4 @@
-"""Scores of a film against its ground truth, computed in one streaming pass.
+"""Scores of films against their ground truth, streaming (one decoding pass per film set).
 
 Definitions follow reference Sec. 4 (``deeperfour.metrics``): per-frame PSNR, SSIM,
 CIEDE2000 and colorfulness (every ``stride``-th frame), and CDC over all consecutive
@@ -24,39 +24,50 @@ def preview_indices(shot_starts: Sequence[int], n_frames: int, k: int) -> list[i
     return sorted({int(round(x)) for x in np.linspace(0, n_frames - 1, k)})
 
 
+class FilmScores:
+    """Running scores of one film against the ground truth, fed frame by frame.
+
+    psnr, ssim, ciede2000, colorfulness: means over every ``stride``-th frame; cdc: all frames.
+    With ``truth_only`` it scores the ground truth itself (colorfulness and cdc).
+    """
+
+    def __init__(self, shot_starts: Sequence[int] = (), stride: int = 1, truth_only: bool = False):
+        keys = ("colorfulness",) if truth_only else ("psnr", "ssim", "ciede2000", "colorfulness")
+        self.per: dict[str, list[float]] = {k: [] for k in keys}
+        self.cdc = metrics.CDCAccumulator(shot_starts)
+        self.stride, self.i = stride, 0
+
+    def update(self, pred: np.ndarray, truth: np.ndarray | None = None) -> None:
+        p = gray_to_rgb(pred)  # gray frames are compared as gray RGB
+        if self.i % self.stride == 0:
+            if truth is not None:
+                self.per["psnr"].append(metrics.psnr(p, truth))
+                self.per["ssim"].append(metrics.ssim(p, truth))
+                self.per["ciede2000"].append(metrics.ciede2000(p, truth))
+            self.per["colorfulness"].append(metrics.colorfulness(p))
+        self.cdc.update(p)
+        self.i += 1
+
+    def result(self) -> dict[str, float]:
+        return {k: float(np.mean(v)) for k, v in self.per.items()} | {"cdc": self.cdc.value}
+
+
 def colorization_scores(pred: Iterable[np.ndarray], truth: Iterable[np.ndarray],
                         shot_starts: Sequence[int] = (), stride: int = 1) -> dict[str, float]:
-    """psnr, ssim, ciede2000, colorfulness (means over every ``stride``-th frame) and cdc
-    (all frames) of ``pred`` against ``truth``; gray frames are compared as gray RGB."""
-    per: dict[str, list[float]] = {"psnr": [], "ssim": [], "ciede2000": [], "colorfulness": []}
-
-    def frames():
-        for i, (p, t) in enumerate(zip(pred, truth, strict=True)):
-            p = gray_to_rgb(p)
-            if i % stride == 0:
-                per["psnr"].append(metrics.psnr(p, t))
-                per["ssim"].append(metrics.ssim(p, t))
-                per["ciede2000"].append(metrics.ciede2000(p, t))
-                per["colorfulness"].append(metrics.colorfulness(p))
-            yield p
-
-    cdc = metrics.cdc(frames(), shot_starts)
-    return {k: float(np.mean(v)) for k, v in per.items()} | {"cdc": float(cdc)}
+    """psnr, ssim, ciede2000, colorfulness (every ``stride``-th frame) and cdc (all frames)."""
+    acc = FilmScores(shot_starts, stride)
+    for p, t in zip(pred, truth, strict=True):
+        acc.update(p, t)
+    return acc.result()
 
 
 def ground_truth_scores(truth: Iterable[np.ndarray], shot_starts: Sequence[int] = (),
                         stride: int = 1) -> dict[str, float]:
     """colorfulness (every ``stride``-th frame) and cdc of the ground-truth film itself."""
-    col: list[float] = []
-
-    def frames():
-        for i, t in enumerate(truth):
-            if i % stride == 0:
-                col.append(metrics.colorfulness(t))
-            yield t
-
-    cdc = metrics.cdc(frames(), shot_starts)
-    return {"colorfulness": float(np.mean(col)), "cdc": float(cdc)}
+    acc = FilmScores(shot_starts, stride, truth_only=True)
+    for t in truth:
+        acc.update(t)
+    return acc.result()
 
 
 def shuffled_partner(i: int, shot_starts: Sequence[int], n_frames: int) -> int:
@@ -101,7 +112,7 @@ def choose_scale(scales: Sequence[float], ciede: np.ndarray, colorfulness: np.nd
 def colorization_metrics(bw_path, color_path, colorized_path, chroma: dict[int, np.ndarray],
                          chroma_scale: float, mean_uv: np.ndarray, shot_starts: Sequence[int],
                          stride: int = 1) -> dict[str, dict]:
-    """The ``colorize`` stage's contract, one streaming pass per variant over the demo film.
+    """The ``colorize`` stage's contract, in ONE decoding pass over the three films.
 
     model: the colorized film; gray: the B&W input itself; mean_chroma: the training set's mean
     chroma everywhere; shuffled: each frame's chroma replaced by the model's chroma of a frame
@@ -113,21 +124,20 @@ def colorization_metrics(bw_path, color_path, colorized_path, chroma: dict[int, 
     n = probe(bw_path).n_frames
     if len(chroma) != n:
         raise ValueError(f"need the model chroma of all {n} frames, got {len(chroma)}")
-    def grays():
-        return read_frames(bw_path, gray=True)  # a fresh stream per variant
-
-    def truth():
-        return read_frames(color_path)
-
     mean = np.asarray(mean_uv, np.float32).reshape(1, 1, 2)
-    variants = {
-        "model": read_frames(colorized_path),
-        "gray": grays(),
-        "mean_chroma": (luma_chroma_to_rgb(g, np.broadcast_to(mean, (*g.shape, 2))) for g in grays()),
-        "shuffled": (luma_chroma_to_rgb(g, chroma[shuffled_partner(i, shot_starts, n)] * chroma_scale)
-                     for i, g in enumerate(grays())),
-    }
-    out = {name: colorization_scores(frames, truth(), shot_starts, stride)
-           for name, frames in variants.items()}
-    out["ground_truth"] = ground_truth_scores(truth(), shot_starts, stride)
-    return out
+    names = ("model", "gray", "mean_chroma", "shuffled")
+    acc = {name: FilmScores(shot_starts, stride) for name in names}
+    truth_acc = FilmScores(shot_starts, stride, truth_only=True)
+    films = zip(read_frames(bw_path, gray=True), read_frames(color_path), read_frames(colorized_path),
+                strict=True)
+    for i, (g, t, colorized) in enumerate(films):
+        preds = {
+            "model": colorized,
+            "gray": g,
+            "mean_chroma": luma_chroma_to_rgb(g, np.broadcast_to(mean, (*g.shape, 2))),
+            "shuffled": luma_chroma_to_rgb(g, chroma[shuffled_partner(i, shot_starts, n)] * chroma_scale),
+        }
+        for name, p in preds.items():
+            acc[name].update(p, t)
+        truth_acc.update(t)
+    return {name: a.result() for name, a in acc.items()} | {"ground_truth": truth_acc.result()}

@@ -77,11 +77,6 @@ def cut_scores_figure(scores: Sequence[float], starts: Sequence[int], threshold:
     return fig
 
 
-def frame_strip(frames: Sequence[np.ndarray], titles: Sequence[str] = (), title: str = ""):
-    """One row of frames (e.g. consecutive frames, or samples of a dataset)."""
-    return image_grid([list(frames)], (), titles, title=title)
-
-
 def letterbox(img: np.ndarray, h: int, w: int) -> np.ndarray:
     """Fit ``img`` (RGB or gray uint8) into an (h, w, 3) black canvas, keeping its aspect ratio."""
     import cv2

@@ -135,21 +135,36 @@ def cdc(frames: Iterable, shot_starts: Iterable[int] = (), deltas: tuple[int, ..
     (t, t+d]; a distance with no usable pair is left out of the mean. NaN if no pair at all.
     Streams: only the last max(deltas) histograms are kept.
     """
-    starts = set(shot_starts)
-    recent: deque[tuple[int, np.ndarray]] = deque(maxlen=max(deltas))  # (shot id, (C, 256) histogram)
-    sums, counts = dict.fromkeys(deltas, 0.0), dict.fromkeys(deltas, 0)
-    shot = 0
-    for t, frame in enumerate(frames):
-        if t > 0 and t in starts:
-            shot += 1
+    acc = CDCAccumulator(shot_starts, deltas)
+    for frame in frames:
+        acc.update(frame)
+    return acc.value
+
+
+class CDCAccumulator:
+    """``cdc`` fed one frame at a time, so several films can be scored in one decoding pass."""
+
+    def __init__(self, shot_starts: Iterable[int] = (), deltas: tuple[int, ...] = CDC_DELTAS):
+        self.starts, self.deltas = set(shot_starts), deltas
+        self.recent: deque[tuple[int, np.ndarray]] = deque(maxlen=max(deltas))  # (shot id, (C, 256))
+        self.sums, self.counts = dict.fromkeys(deltas, 0.0), dict.fromkeys(deltas, 0)
+        self.t, self.shot = 0, 0
+
+    def update(self, frame: np.ndarray) -> None:
+        if self.t > 0 and self.t in self.starts:
+            self.shot += 1
         hist = channel_histograms(frame)  # (C, 256)
-        for d in deltas:
-            if d <= len(recent) and recent[-d][0] == shot:
-                sums[d] += float(js_divergence(recent[-d][1], hist).mean())
-                counts[d] += 1
-        recent.append((shot, hist))
-    per_d = [sums[d] / counts[d] for d in deltas if counts[d]]
-    return float(np.mean(per_d)) if per_d else float("nan")
+        for d in self.deltas:
+            if d <= len(self.recent) and self.recent[-d][0] == self.shot:
+                self.sums[d] += float(js_divergence(self.recent[-d][1], hist).mean())
+                self.counts[d] += 1
+        self.recent.append((self.shot, hist))
+        self.t += 1
+
+    @property
+    def value(self) -> float:
+        per_d = [self.sums[d] / self.counts[d] for d in self.deltas if self.counts[d]]
+        return float(np.mean(per_d)) if per_d else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------------------
