@@ -56,3 +56,7 @@ lab: data  ## JupyterLab with the notebooks' kernel (this .venv)
 
 clean-venv:
 	rm -rf $(VENV)
+
+.PHONY: bench
+bench: data  ## benchmarks: fps, peak memory, % of machine peak per stage vs the reference nets -> reports/benchmarks.json
+	env -u OMP_NUM_THREADS $(BIN)/python benchmarks/run.py --out reports/benchmarks.json $(BENCH_ARGS)

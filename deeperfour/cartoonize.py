@@ -96,6 +96,22 @@ def _resize_for(h: int, w: int, max_side: int | None) -> tuple[int, int]:
     return max(5, round(h * s)), max(5, round(w * s))
 
 
+@torch.inference_mode()
+def cartoonize_batch(generator: nn.Module, frames: np.ndarray | Sequence[np.ndarray],
+                     device: str | torch.device = "cpu", precision: str = "bf16") -> np.ndarray:
+    """One generator call, the films' hot path: RGB uint8 frames (B, H, W, 3) -> cartoons (B, H, W, 3) uint8.
+
+    The (B, 3, H, W) view of the NHWC frames is already channels-last, which a CartoonGAN generator keeps
+    through every layer (a conv returns channels-last for a channels-last input, ``models/ops.py`` keeps
+    the pads and norms so): the fast bf16 layout on CPUs. The output permutes back to NHWC without a copy.
+    The generator's weights may keep any layout.
+    """
+    frames = np.ascontiguousarray(frames if isinstance(frames, np.ndarray) else np.stack(frames))  # (B,H,W,3)
+    x = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W) NHWC
+    with autocast(device, precision):
+        return to_uint8(generator(x))  # (B, H, W, 3)
+
+
 def cartoonize_film(generator: nn.Module, src: str | os.PathLike, dst: str | os.PathLike,
                     device: str | torch.device = "cpu", batch: int = 4, max_side: int | None = None,
                     progress: bool = True, precision: str = "bf16") -> dict:
@@ -116,16 +132,16 @@ def cartoonize_film(generator: nn.Module, src: str | os.PathLike, dst: str | os.
     if max_side is None:
         max_side = getattr(generator, "load_size", None)
     run_h, run_w = _resize_for(info.height, info.width, max_side)
-    generator = generator.to(device).eval()
+    # channels-last weights as well as inputs: the film then matches stylize() of the same frames bit for bit
+    # in fp32 (with NCHW weights a few pixels differ by one level); in place, like .eval()
+    generator = generator.to(device, memory_format=torch.channels_last).eval()
     t0 = time.time()
     n = 0
 
     def flush(frames: list[np.ndarray], writer: VideoWriter) -> None:
         small = [f if (run_h, run_w) == f.shape[:2] else
                  cv2.resize(f, (run_w, run_h), interpolation=cv2.INTER_AREA) for f in frames]
-        x = torch.from_numpy(np.stack(small)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        with torch.inference_mode(), autocast(device, precision):
-            y = to_uint8(generator(x))  # (b, h', w', 3) uint8
+        y = cartoonize_batch(generator, small, device, precision)  # (b, h', w', 3) uint8
         for out in y:
             if out.shape[:2] != (info.height, info.width):
                 out = cv2.resize(out, (info.width, info.height), interpolation=cv2.INTER_CUBIC)

@@ -78,6 +78,30 @@ def _cmd_profile(args) -> None:
             print(f"{k}: {v}")
 
 
+def _cmd_convert(args) -> None:
+    from deeperfour.convert import Plan, convert
+
+    plan = Plan(max_frames=args.segment_frames)
+    run, engine = convert, {}
+    if args.engine == "ray":
+        from deeperfour.ray_engine import convert_on_ray
+
+        run, engine = convert_on_ray, dict(address=args.address, num_workers=args.workers,
+                                           max_retries=args.retries)
+    elif args.address or args.workers:
+        raise ValueError("--address and --workers need --engine ray")
+    try:
+        run(args.film, args.output, style=args.style, render_factor=args.render_factor,
+            stabilizer=args.stabilizer, device=args.device, weights=args.weights, models=args.models,
+            colorizer=args.colorizer, max_side=args.max_side, batch=args.batch, precision=args.precision,
+            keep_work=args.keep_work, plan=plan, progress=not args.quiet, **engine)
+    except KeyboardInterrupt:
+        if (args.output / ".deeperfour").is_dir():
+            print(f"finished segments are kept in {args.output}/.deeperfour: "
+                  "run the same command again to resume", flush=True)
+        raise
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="deeperfour",
@@ -126,6 +150,46 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("name", help="profile name, e.g. gpu")
     pr.add_argument("--dvc-args", action="store_true", help="print as `dvc exp run` -S arguments")
     pr.set_defaults(func=_cmd_profile)
+
+    c = sub.add_parser("convert", help="colorize, cartoonize and stabilize a film into colorized.mp4, "
+                                       "cartoon.mp4, parallel.mp4 (B&W | colorized | cartoon); resumable")
+    c.add_argument("film", type=Path, help="a B&W film (a color film is reduced to its luminance)")
+    c.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    c.add_argument("--style", default=None,
+                   help="cartoon style: trained, or a released CartoonGAN one (default: the first found)")
+    c.add_argument("--render-factor", type=int, default=None,
+                   help="colorizer input = 16 x N px square (default: the colorizer checkpoint's)")
+    c.add_argument("--stabilizer", choices=["convlstm", "temporal", "flow", "none"], default=None,
+                   help="default: convlstm when its weights exist, else flow")
+    c.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    c.add_argument("--weights", type=Path, default=None,
+                   help="trained models as `dvc repro` leaves them (default build/)")
+    c.add_argument("--models", type=Path, default=None,
+                   help="released DeOldify / CartoonGAN files (default models/)")
+    c.add_argument("--colorizer", type=Path, default=None,
+                   help="a colorizer file to use instead (colorizer.pt, or a DeOldify *_gen.pth)")
+    c.add_argument("--max-side", type=int, default=0,
+                   help="stabilize and cartoonize with the longer side at most PX, resized back (0 = full)")
+    c.add_argument("--batch", type=int, default=None,
+                   help="frames per model call (default 1 on CPU, 4 on GPU)")
+    c.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="model autocast")
+    c.add_argument("--segment-frames", type=int, default=200,
+                   help="longest segment (frames): the work redone after an interruption")
+    c.add_argument("--keep-work", action="store_true",
+                   help="keep the lossless segments (OUTPUT/.deeperfour/) after assembling")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: segments run as Ray workers (same output frames)")
+    c.add_argument("--address", default=None,
+                   help="ray: a running cluster (auto, HOST:6379); default: a local Ray instance started "
+                        "and stopped here. On a cluster, film, weights and OUTPUT need the same paths "
+                        "on every node")
+    c.add_argument("--workers", type=int, default=None,
+                   help="ray: worker processes, each loading the models once (default: one per GPU of "
+                        "the cluster, else one per CPU)")
+    c.add_argument("--retries", type=int, default=2,
+                   help="ray: how often a segment whose worker died or failed is tried again")
+    c.set_defaults(func=_cmd_convert)
     return p
 
 
@@ -135,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (VideoError, FileNotFoundError, FileExistsError, PermissionError, KeyError, ValueError) as e:
+    except (VideoError, FileNotFoundError, FileExistsError, PermissionError, KeyError, ValueError,
+            ConnectionError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"deeperfour: error: {msg}", file=sys.stderr)
         return 2

@@ -67,9 +67,14 @@ def luma_chroma_to_rgb(luma: np.ndarray, uv: np.ndarray) -> np.ndarray:
     y = (luma.astype(np.float32) / 255)[..., None]  # (H, W, 1)
     yuv = np.concatenate([y, uv + 0.5], axis=2)  # (H, W, 3), OpenCV float YUV
     d = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB) - y  # (H, W, 3): chroma's offset of each channel from Y
+    # largest scale s <= 1 keeping every channel y + s d in [0, 1]: the channel that rises most bounds it
+    # from above, the one that falls most from below (a division is monotonic, so min over channels of
+    # (1 - y) / d equals (1 - y) / max d, bit for bit). Channel slices, not .max(axis=2): 2x faster.
+    d_hi = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2])[..., None]  # (H, W, 1)
+    d_lo = np.minimum(np.minimum(d[..., 0], d[..., 1]), d[..., 2])[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        room = np.where(d > 0, (1 - y) / d, np.where(d < 0, -y / d, np.inf))  # largest scale per channel
-    s = np.clip(room.min(axis=2, keepdims=True), 0, 1)  # (H, W, 1)
+        s = np.minimum(np.where(d_hi > 0, (1 - y) / d_hi, 1), np.where(d_lo < 0, -y / d_lo, 1))
+    s = np.clip(s, 0, 1)  # (H, W, 1)
     rgb = np.clip(y + s * d, 0, 1)
     return np.rint(rgb * 255).astype(np.uint8)
 

@@ -56,9 +56,15 @@ def predict_chroma(model: nn.Module, grays: Sequence[np.ndarray], render_factor:
     side = model_input_side(render_factor)
     x = np.stack([cv2.resize(g, (side, side), interpolation=cv2.INTER_LINEAR) for g in grays])
     x = torch.from_numpy(x).to(device).float().div_(255).unsqueeze(1)  # (N, 1, S, S)
+    # channels-last weights: every conv then runs (and returns) channels-last, even on this 1-channel input;
+    # oneDNN's bf16 convs are 4-8x faster so on AMX CPUs. In place (as .eval()), 0.4 ms when already so.
+    model.to(memory_format=torch.channels_last)
     with autocast(device, precision):
-        uv = model(x)  # (N, 2, S, S)
-    return uv.float().permute(0, 2, 3, 1).cpu().numpy()
+        if x.device.type == "cpu":  # one frame at a time: activations stay in cache (rf 21: 1.4x per frame)
+            uv = torch.cat([model(x[i : i + 1]) for i in range(len(x))])  # (N, 2, S, S)
+        else:
+            uv = model(x)  # (N, 2, S, S)
+    return uv.float().permute(0, 2, 3, 1).cpu().numpy()  # channels-last: the permute is free
 
 
 def colorize_frames(model: nn.Module, frames: Iterable[np.ndarray], render_factor: int = 21,

@@ -101,6 +101,40 @@ def consecutive_frames_figure(frames: Sequence[np.ndarray], indices: Sequence[in
     return image_grid([list(frames), diffs], [label or "frames", "|Δ| x4"], [f"frame {i}" for i in indices])
 
 
+def stabilizers_figure(frames: dict[str, Sequence[np.ndarray]], diffs: dict[str, Sequence[np.ndarray]],
+                       indices: Sequence[int], gain: float = 4.0, title: str = ""):
+    """Paper Fig. 5: per method, a row of consecutive frames and a row of motion-compensated differences
+    |warp(V_{t+1}) - V_t| (x ``gain``, occluded pixels black): flicker shows as bright texture there."""
+    rows, titles = [], []
+    for name in frames:
+        rows.append(list(frames[name]))
+        rows.append([np.clip(gain * d.astype(np.float32), 0, 255).astype(np.uint8) for d in diffs[name]])
+        titles += [name, f"|Δ warped| x{gain:g}"]
+    return image_grid(rows, titles, [f"frame {i}" for i in indices], title=title)
+
+
+def ewarp_fidelity_figure(tables: dict[str, dict[str, dict[str, float]]], source_ewarp: float):
+    """Per video, a bar of E_warp per method (lower = steadier) with its PSNR to the per-frame result written
+    on the bar (higher = more faithful), and the color original's own E_warp as the dashed floor."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 3.4), squeeze=False)
+    for ax, (video, table) in zip(axes[0], tables.items(), strict=True):
+        names = list(table)
+        vals = [float(table[n]["ewarp"]) for n in names]
+        bars = ax.bar(names, vals, color=[f"C{i}" for i in range(len(names))])
+        for b, n in zip(bars, names, strict=True):
+            p = float(table[n]["psnr_to_per_frame"])  # "inf" (the reference itself) when read from JSON
+            label = "ref." if not np.isfinite(p) else f"{p:.1f} dB"
+            ax.annotate(label, (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
+                        fontsize=8)
+        ax.axhline(source_ewarp, color="k", ls="--", lw=1, label=f"color original {source_ewarp:.2e}")
+        ax.set_title(f"{video}: E_warp (bar) and PSNR to per-frame")
+        ax.set_ylabel("warping error")
+        ax.tick_params(axis="x", labelsize=8, rotation=15)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def curves_figure(curves: dict[str, np.ndarray], xlabel: str, ylabel: str, title: str = "",
                   logy: bool = False):
     """Line plot of named curves over the same x (NaN entries leave gaps, e.g. at shot cuts)."""

@@ -44,16 +44,19 @@ def _pairs(frames: Iterable, shot_starts: Iterable[int]) -> Iterator[tuple[int, 
 # ---------------------------------------------------------------------------------------------------------
 
 
-def pair_warping_error(v_t: np.ndarray, v_next: np.ndarray, s_t: np.ndarray, s_next: np.ndarray,
-                       flow_method: str = "dis", **flow_kwargs) -> float:
-    """E_warp of one pair: mean over reliable pixels and channels of (warp(V_{t+1}) - V_t)^2, in [0, 1].
+def pair_flow_mask(s_t: np.ndarray, s_next: np.ndarray, flow_method: str = "dis",
+                   **flow_kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """The flow t -> t+1 (H, W, 2) and Ruder et al.'s occlusion mask (H, W) of one SOURCE pair.
 
-    Flow and occlusion come from the SOURCE frames ``s_t, s_next`` (e.g. the B&W film), so the metric
-    does not trust the flow of the very output it judges. Returns NaN if no pixel is reliable.
+    Computed once per pair, they score any number of versions of the same film (see ``masked_warp_error``).
     """
     flow_fw = estimate_flow(s_t, s_next, flow_method, **flow_kwargs)  # (H, W, 2), t -> t+1
     flow_bw = estimate_flow(s_next, s_t, flow_method, **flow_kwargs)  # (H, W, 2), t+1 -> t
-    mask = occlusion_mask(flow_fw, flow_bw)  # (H, W), 1 = visible in both frames
+    return flow_fw, occlusion_mask(flow_fw, flow_bw)  # mask (H, W), 1 = visible in both frames
+
+
+def masked_warp_error(v_t: np.ndarray, v_next: np.ndarray, flow_fw: np.ndarray, mask: np.ndarray) -> float:
+    """Mean over reliable pixels and channels of (warp(V_{t+1}) - V_t)^2 with V in [0, 1]; NaN if none."""
     a = _with_channels(to_float01(v_t))  # (H, W, C)
     b = _with_channels(to_float01(v_next))
     if a.shape[:2] != mask.shape:
@@ -63,6 +66,16 @@ def pair_warping_error(v_t: np.ndarray, v_next: np.ndarray, s_t: np.ndarray, s_n
         return float("nan")
     sq = (_with_channels(warp(b, flow_fw)) - a) ** 2  # (H, W, C)
     return float((sq * mask[..., None]).sum() / n)
+
+
+def pair_warping_error(v_t: np.ndarray, v_next: np.ndarray, s_t: np.ndarray, s_next: np.ndarray,
+                       flow_method: str = "dis", **flow_kwargs) -> float:
+    """E_warp of one pair: mean over reliable pixels and channels of (warp(V_{t+1}) - V_t)^2, in [0, 1].
+
+    Flow and occlusion come from the SOURCE frames ``s_t, s_next`` (e.g. the B&W film), so the metric
+    does not trust the flow of the very output it judges. Returns NaN if no pixel is reliable.
+    """
+    return masked_warp_error(v_t, v_next, *pair_flow_mask(s_t, s_next, flow_method, **flow_kwargs))
 
 
 def warping_error_curve(frames: Iterable, source_frames: Iterable, shot_starts: Iterable[int] = (),

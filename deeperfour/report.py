@@ -54,6 +54,62 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
+METHODS = ("per_frame", "flow_blend", "temporal_loss", "convlstm")
+
+
+def stabilizer_table(metrics: dict[str, dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """{video: {method: scores}} merged from stages ``temporal_loss`` and ``convlstm`` (methods they share,
+    per-frame and flow blend, are scored identically by both; ``convlstm``'s copy is kept)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for stage in ("temporal_loss", "convlstm"):
+        for video in ("cartoon", "colorized"):
+            for method, scores in metrics.get(stage, {}).get(video, {}).items():
+                out.setdefault(video, {})[method] = scores
+    return {v: {m: t[m] for m in METHODS if m in t} for v, t in out.items()}
+
+
+def _num(v: object) -> float:
+    return float(v) if isinstance(v, int | float | str) else float("nan")
+
+
+def headline(metrics: dict[str, dict]) -> str:
+    """The report's headline tables (Markdown), every number read from ``metrics`` (= evaluate.json)."""
+    lines = []
+    col = metrics.get("colorize")
+    if col:
+        lines += ["| colorization (demo film, vs. its color original) | CIEDE2000 ↓ | colorfulness | CDC ↓ |",
+                  "|---|---|---|---|"]
+        for key, name in (("model", "colorizer"), ("gray", "gray input"), ("shuffled", "shuffled chroma"),
+                          ("ground_truth", "color original")):
+            m = col.get(key, {})
+            lines.append(f"| {name} | {_fmt(m.get('ciede2000', '—'))} | {_fmt(m.get('colorfulness', '—'))} | "
+                         f"{_fmt(m.get('cdc', '—'))} |")
+        lines.append("")
+    styles = metrics.get("train_cartoongan", {}).get("styles", {})
+    if styles:
+        lines += ["| cartoon style | style distance: input → output ↓ | content distance |", "|---|---|---|"]
+        for name, m in styles.items():
+            before, after = _fmt(m["style_distance_input"]), _fmt(m["style_distance_output"])
+            lines.append(f"| {name} | {before} → {after} | {_fmt(m['content_distance'])} |")
+        lines.append("")
+    table = stabilizer_table(metrics)
+    if table:
+        source = metrics.get("convlstm", metrics.get("temporal_loss", {})).get("source_ewarp")
+        lines += ["| stabilization | E_warp ↓ | vs. per-frame | PSNR to per-frame (dB) | perceptual to "
+                  "per-frame ↓ | CDC ↓ |", "|---|---|---|---|---|---|"]
+        for video, methods in table.items():
+            base = _num(methods.get("per_frame", {}).get("ewarp"))
+            for method, m in methods.items():
+                change = "" if method == "per_frame" else f"{100 * (_num(m['ewarp']) / base - 1):+.0f} %"
+                lines.append(f"| {video} · {method} | {_fmt(m['ewarp'])} | {change} | "
+                             f"{_fmt(m['psnr_to_per_frame'])} | {_fmt(m['perceptual_to_per_frame'])} | "
+                             f"{_fmt(m['cdc'])} |")
+        if source is not None:
+            lines.append(f"| color original (the floor) | {_fmt(source)} | | | | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write_report(path: str | os.PathLike, metrics: dict[str, dict], figures_dir: str | os.PathLike,
                  strip: str | os.PathLike | None = None) -> Path:
     """Write the Markdown report; figures are linked relative to the report's folder."""
@@ -65,6 +121,16 @@ def write_report(path: str | os.PathLike, metrics: dict[str, dict], figures_dir:
              "from the outputs of every stage. Numbers are those of `reports/metrics/evaluate.json`.", ""]
     if strip:
         lines += [f"![pipeline strip]({Path(os.path.relpath(strip, base)).as_posix()})", ""]
+    lines += ["## Headline", "", headline(metrics), ""]
+    cross = sorted(p for p in (figures_dir / "evaluate").glob("*.png") if not strip or p != Path(strip))
+    if cross:
+        lines += ["## Across stages: stabilizers (paper Fig. 5), E_warp against fidelity, flicker", ""]
+        lines += [f"![evaluate: {f.stem}]({Path(os.path.relpath(f, base)).as_posix()})\n" for f in cross]
+    film = metrics.get("parallel_film")
+    if film:
+        lines += [f"The parallel film (B&W | colorized | cartoon, stabilizer `{film['stabilizer']}`): "
+                  f"`{film['path']}`, {film['n_frames']} frames at {film['fps']} fps, "
+                  f"{film['size'][0]}x{film['size'][1]} px.", ""]
     for stage in STAGES:
         if stage not in metrics:
             continue
@@ -76,4 +142,18 @@ def write_report(path: str | os.PathLike, metrics: dict[str, dict], figures_dir:
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text("\n".join(lines))
     os.replace(tmp, path)
+    return path
+
+
+def update_readme(readme: str | os.PathLike, metrics: dict[str, dict]) -> Path:
+    """Replace the ``<!-- headline:start -->`` ... ``<!-- headline:end -->`` block of the repository README
+    with :func:`headline` of ``metrics`` (run after ``dvc repro``; a test checks they agree)."""
+    path = Path(readme)
+    text = path.read_text()
+    start, end = "<!-- headline:start -->\n", "<!-- headline:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"{path}: no {start.strip()} ... {end} block to fill")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    path.write_text(f"{head}{start}{headline(metrics).strip()}\n{end}{tail}")
     return path

@@ -29,11 +29,15 @@ class VideoError(RuntimeError):
     """A video file that cannot be used; the message names the file, the problem and a fix."""
 
     def __init__(self, path: str | os.PathLike, problem: str, fix: str = ""):
-        self.path = Path(path)
+        self.path, self.problem, self.fix = Path(path), problem, fix
         msg = f"{self.path}: {problem}"
         if fix:
             msg += f" ({fix})"
         super().__init__(msg)
+
+    def __reduce__(self):
+        """Picklable from its parts, so a worker process (Ray, multiprocessing) can raise it to the driver."""
+        return type(self), (self.path, self.problem, self.fix)
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,9 @@ class VideoWriter:
             self._s = self._c.add_stream("libx264", rate=self.fps)
             even = width % 2 == 0 and height % 2 == 0
             self._s.pix_fmt = "yuv420p" if even else "yuv444p"
-            self._s.options = {"crf": str(crf), "preset": "medium"}
+            # mbtree=0: x264's macroblock-tree rate control (its SIMD code here) made the same frames give
+            # different bytes now and then, depending on memory contents and thread timing
+            self._s.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
         self._s.width, self._s.height = self.width, self.height
         self._s.time_base = 1 / self.fps
         self._s.codec_context.time_base = 1 / self.fps

@@ -46,9 +46,17 @@ def tiny_parameters(stage: str, root: Path) -> dict:
                              "datasets_dir": str(root / "build" / "prepare_datasets"),
                              "film_path": str(root / "build" / "frames" / "color.mkv"),
                              "out_dir": str(root / "build" / "train_cartoongan")},
-        "temporal_loss": {"n_consecutive": 3},
-        "convlstm": {"n_consecutive": 1},
+        "temporal_loss": {"colorize_dir": str(root / "build" / "colorize"),
+                          "cartoon_dir": str(root / "build" / "train_cartoongan"),
+                          "out_dir": str(root / "build" / "temporal_loss")},
+        "convlstm": {"clips_dir": str(root / "build" / "temporal_loss" / "clips"),
+                     "colorized_path": str(root / "build" / "colorize" / "colorized.mkv"),
+                     "cartoon_path": str(root / "build" / "train_cartoongan" / "cartoon.mkv"),
+                     "out_dir": str(root / "build" / "convlstm")},
         "evaluate": {"n_strip": 2, "metrics_dir": str(root / "metrics"),
+                     "temporal_dir": str(root / "build" / "temporal_loss"),
+                     "convlstm_dir": str(root / "build" / "convlstm"),
+                     "out_dir": str(root / "build" / "evaluate"),
                      "colorized_path": str(root / "build" / "colorize" / "colorized.mkv"),
                      "cartoon_path": str(root / "build" / "train_cartoongan" / "cartoon.mkv"),
                      "figures_root": str(root / "figures"), "report_path": str(root / "README.md")},
@@ -116,6 +124,24 @@ def test_notebook_runs(nb, workspace):
         assert probe(film).n_frames == probe(workspace / "build" / "frames" / "color.mkv").n_frames
     if stage in ("temporal_loss", "convlstm"):
         assert metrics["source_ewarp"] >= 0
+        methods = {"temporal_loss": ("per_frame", "flow_blend", "temporal_loss"),
+                   "convlstm": ("per_frame", "flow_blend", "convlstm")}[stage]
+        videos = ("cartoon",) if stage == "temporal_loss" else ("cartoon", "colorized")
+        for video in videos:
+            assert set(metrics[video]) == set(methods)
+            for m in methods:
+                keys = {"ewarp", "psnr_to_per_frame", "perceptual_to_per_frame", "cdc"}
+                assert set(metrics[video][m]) == keys
+                assert metrics[video][m]["ewarp"] >= 0
+            assert float(metrics[video]["per_frame"]["psnr_to_per_frame"]) == float("inf")  # "inf" in JSON
+        n_bw = probe(workspace / "build" / "frames" / "bw.mkv").n_frames
+        for film in (workspace / "build" / stage).glob("*.mkv"):
+            assert probe(film).n_frames == n_bw, film
+    if stage == "convlstm":
+        assert metrics["shot_start_equals_per_frame"] == {"colorized": True, "cartoon": True}
     if stage == "evaluate":
         assert "frames" in metrics
         assert (workspace / "README.md").read_text().startswith("# DeeperFour report")
+        film = metrics["parallel_film"]
+        assert film["same_length_and_rate_as_input"] and film["n_frames"] == metrics["frames"]["n_frames"]
+        assert (workspace / "figures" / "evaluate" / "stabilizers_cartoon.png").is_file()

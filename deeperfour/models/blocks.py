@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
+from deeperfour.models.ops import Pad2d
+
 
 def sn_conv(ni: int, nf: int, ks: int = 3, bias: bool = False, is_1d: bool = False) -> nn.Module:
     """Spectral-normed conv (Miyato et al. 2018), kaiming-normal init as fastai's ``init_default``.
@@ -104,7 +106,7 @@ class PixelShuffleUp(nn.Module):
             self.conv = nn.Sequential(WeightNormConv2d(ni, nf * scale**2, ks=1))
         self.relu = nn.ReLU(inplace=True)
         self.shuf = nn.PixelShuffle(scale)
-        self.pad = nn.ReplicationPad2d((1, 0, 1, 0))
+        self.pad = Pad2d((1, 0, 1, 0), "replicate")  # stays bf16 under autocast: the cat after it too
         self.blur = nn.AvgPool2d(2, stride=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, ni, h, w)

@@ -12,6 +12,13 @@ Layout (nf = 32 -> about 3 M parameters):
     stream B (O_{t-1}, P_t)  ─┘
     -> n_res_blocks residual blocks (4nf) -> ConvLSTM (hidden 4nf)
     -> upsample+conv 2nf (+ skip at H/2) -> upsample+conv nf (+ skip at H) -> 7x7 conv -> residual
+
+Flow-guided variant (``ConvLSTMConfig.warp_prev``, DeeperFour's CPU default): O_{t-1} and I_{t-1} arrive
+already warped to frame t by DIS flow on the input frames, and the last conv also predicts a gate g, so
+O_t = P_t + sigmoid(g) * (warp(O_{t-1}) - P_t) + residual: a learned, occlusion-aware blend of the aligned
+past (stream A sees I_t next to warp(I_{t-1}), where occlusions show) with the recurrent memory on top.
+A few hundred CPU steps do not teach the blind network motion compensation (measured: E_warp unchanged
+on the demo film); with the past aligned and the blend explicit they suffice.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deeperfour.models import ops
+
 CHECKPOINT_VERSION = 1
 
 
@@ -36,15 +45,33 @@ class ConvLSTMConfig:
     n_res_blocks: int = 5  # residual blocks at 4nf before the ConvLSTM (paper: 5)
     channels: int = 3  # channels of P, O and I frames; replicate a gray film to 3 channels
     lstm_kernel: int = 3  # spatial kernel of the ConvLSTM gates
+    # False: Lai et al.'s blind net sees O_{t-1}, I_{t-1} as they are (no flow at test time). True: both
+    # arrive warped to frame t by flow on the INPUT frames, so the net need not learn motion compensation
+    # itself (a short CPU training does not)
+    warp_prev: bool = False
+
+
+NEGATIVE_SLOPE = 0.2  # every activation is LeakyReLU(0.2), as in Lai et al.'s released network
+
+
+def act(x: torch.Tensor) -> torch.Tensor:
+    """LeakyReLU(0.2) rather than ReLU: without normalization layers, a plain ReLU layer of a few channels
+    can die for good under Adam (all outputs <= 0), and the last one before the residual conv then cuts
+    the network off; a leaky slope always passes a gradient, so training recovers (Lai et al. do the same).
+    """
+    return F.leaky_relu(x, NEGATIVE_SLOPE)
 
 
 def conv(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Conv2d:
-    """'Same' conv with replicate padding: no zero border that would darken frame edges, any size works."""
-    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, padding_mode="replicate")
+    """'Same' conv with replicate padding: no zero border that would darken frame edges, any size works.
+
+    ``PadConv2d`` (an ``nn.Conv2d``, same keys): the padding stays bf16 under autocast, where the stock
+    replicate padding is an fp32 op that costs two extra copies per conv (``models/ops.py``)."""
+    return ops.PadConv2d(c_in, c_out, k, stride=stride, padding=k // 2, padding_mode="replicate")
 
 
 class ResBlock(nn.Module):
-    """conv-ReLU-conv plus identity. No normalization layers anywhere in this net: per-frame statistics
+    """conv-LeakyReLU-conv plus identity. No normalization layers anywhere in this net: per-frame statistics
     (batch/instance norm) would themselves change from frame to frame and reintroduce flicker."""
 
     def __init__(self, ch: int):
@@ -53,7 +80,7 @@ class ResBlock(nn.Module):
         self.conv2 = conv(ch, ch, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
+        return x + self.conv2(act(self.conv1(x)))
 
 
 class ConvLSTMCell(nn.Module):
@@ -91,9 +118,9 @@ class Encoder(nn.Module):
         self.conv3 = conv(2 * nf, 4 * nf, 3, stride=2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        e1 = F.relu(self.conv1(x))  # (B, nf, H, W)
-        e2 = F.relu(self.conv2(e1))  # (B, 2nf, H/2, W/2)
-        e3 = F.relu(self.conv3(e2))  # (B, 4nf, H/4, W/4)
+        e1 = act(self.conv1(x))  # (B, nf, H, W)
+        e2 = act(self.conv2(e1))  # (B, 2nf, H/2, W/2)
+        e3 = act(self.conv3(e2))  # (B, 4nf, H/4, W/4)
         return e1, e2, e3
 
 
@@ -105,7 +132,7 @@ class UpConv(nn.Module):
         self.conv = conv(c_in, c_out, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest")))
+        return act(self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest")))
 
 
 @dataclass
@@ -133,7 +160,7 @@ class TemporalConsistencyNet(nn.Module):
         self.fuse2 = conv(4 * nf, 2 * nf, 3)  # after concatenating the H/2 skip
         self.up1 = UpConv(2 * nf, nf)
         self.fuse1 = conv(2 * nf, nf, 3)  # after concatenating the full-size skip
-        self.out = conv(nf, ch, 7)  # residual, no activation: it can be negative
+        self.out = conv(nf, ch + int(cfg.warp_prev), 7)  # residual (+ gate logit), no activation
 
     def forward(
         self,
@@ -151,18 +178,21 @@ class TemporalConsistencyNet(nn.Module):
         pad = (0, (-w) % 4, 0, (-h) % 4)  # two stride-2 levels: sides must be multiples of 4
 
         def padded(x: torch.Tensor) -> torch.Tensor:
-            return F.pad(x, pad, mode="replicate") if any(pad) else x
+            return ops.pad(x, pad, mode="replicate") if any(pad) else x
 
         a1, a2, a3 = self.enc_input(padded(torch.cat([I_t, I_prev], dim=1)))  # (B, 2C, H', W') in
         b1, b2, b3 = self.enc_output(padded(torch.cat([O_prev, P_t], dim=1)))
         x = self.res_blocks(a3 + b3)  # (B, 4nf, H'/4, W'/4)
         x, hidden = self.lstm(x, hidden)  # (B, 4nf, H'/4, W'/4)
         x = self.up2(x)  # (B, 2nf, H'/2, W'/2)
-        x = F.relu(self.fuse2(torch.cat([x, a2 + b2], dim=1)))  # (B, 2nf, H'/2, W'/2)
+        x = act(self.fuse2(torch.cat([x, a2 + b2], dim=1)))  # (B, 2nf, H'/2, W'/2)
         x = self.up1(x)  # (B, nf, H', W')
-        x = F.relu(self.fuse1(torch.cat([x, a1 + b1], dim=1)))  # (B, nf, H', W')
-        residual = self.out(x)[..., :h, :w]  # (B, C, H, W), crop the padding back
-        return P_t + residual, hidden
+        x = act(self.fuse1(torch.cat([x, a1 + b1], dim=1)))  # (B, nf, H', W')
+        y = self.out(x)[..., :h, :w]  # (B, C [+1], H, W), crop the padding back
+        if self.config.warp_prev:  # O_prev is the aligned past: blend it in where the gate opens
+            residual, gate = y[:, :-1], torch.sigmoid(y[:, -1:])  # (B, C, H, W), (B, 1, H, W)
+            return P_t + gate * (O_prev - P_t) + residual, hidden
+        return P_t + y, hidden
 
     def step(
         self,

@@ -17,6 +17,12 @@ reconstruction. Batches are random ``crop``-px windows (and horizontal flips) of
 ``prepare_datasets`` crops, drawn from one seeded ``torch.Generator`` whose state is checkpointed, so a
 run killed and resumed draws the same batches.
 
+Under ``torchrun`` (``deeperfour.train.distributed``) every rank draws that same global batch and
+keeps its own rows; G and D are DistributedDataParallel (the G step goes through the bare, frozen D),
+batch-norm D layers use global statistics, logged values are averaged over the ranks, and rank 0
+alone writes the checkpoint, the generator, the snapshots and the logs. The checkpoint holds the
+global sampler state, so it resumes on any number of processes.
+
 Outputs under ``out_dir`` (one folder per style)::
 
     train_state.pt        Checkpointer: G, D, both optimizers, step, sampler and RNG states, configs
@@ -28,7 +34,6 @@ Outputs under ``out_dir`` (one folder per style)::
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -55,7 +60,8 @@ from deeperfour.models.cartoongan import (
     config_from_dict,
     save_checkpoint,
 )
-from deeperfour.train.common import Checkpointer, LossLog, autocast, set_rng_state
+from deeperfour.train import distributed
+from deeperfour.train.common import Checkpointer, LossLog, autocast, set_rng_state, truncate_curves
 
 FeaturesFn = Callable[..., Mapping[str, torch.Tensor]]
 STATE_FILE = "train_state.pt"
@@ -216,19 +222,6 @@ def stylize(generator: nn.Module, images: np.ndarray, device: torch.device | str
 # the loop
 
 
-def _truncate_curves(live_dir: Path, step: int) -> None:
-    """Drop loss-log rows at or after ``step`` (written after the last checkpoint of a killed run)."""
-    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
-        with open(tsv) as f:
-            rows = list(csv.reader(f, delimiter="\t"))
-        if not rows:
-            continue
-        col = rows[0].index("step")
-        kept = [rows[0]] + [r for r in rows[1:] if int(r[col]) < step]
-        with open(tsv, "w", newline="") as f:
-            csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
-
-
 def _lr_at(cfg: TrainConfig, step: int) -> float:
     """lr factor of global step ``step``: x lr_decay after 50 % and again after 75 % of the GAN phase."""
     milestones = [cfg.init_steps + cfg.gan_steps // 2, cfg.init_steps + (3 * cfg.gan_steps) // 4]
@@ -250,6 +243,8 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
     device = torch.device(device)
     if len(cartoons) != len(smoothed):
         raise ValueError(f"{len(cartoons)} cartoon crops but {len(smoothed)} edge-smoothed ones")
+    ctx = distributed.current()  # one process unless under torchrun
+    ctx.local_batch(cfg.batch)  # fail early when the global batch does not split evenly
     ckpt = Checkpointer(out_dir / STATE_FILE)
     snap_dir = out_dir / "snapshots"
     snap_dir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +252,7 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
     # 1. models, optimizers, sampler: fresh (seeded) or from the checkpoint
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model_config()
-    G, D = CartoonGenerator(mcfg).to(device), CartoonDiscriminator(mcfg).to(device)
+    G, D = CartoonGenerator(mcfg).to(device), ctx.prepare(CartoonDiscriminator(mcfg).to(device))
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d or cfg.lr, betas=(cfg.beta1, cfg.beta2))
     sampler = BatchSampler(cfg.seed, cfg.crop, cfg.batch)
@@ -274,17 +269,17 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
             sampler.gen.set_state(state["sampler"])
             set_rng_state(state["rng"])  # global RNG states as they were at the save
             step = int(state["step"])
-        else:
+        elif ctx.is_main:
             print(f"{ckpt.path}: saved with another configuration; training from scratch")
     resumed_from = step
     live_dir = out_dir / "dvclive"
-    if step > 0:
-        _truncate_curves(live_dir, step)
+    if step > 0 and ctx.is_main:
+        truncate_curves(live_dir, step)
     log = LossLog(live_dir, resume=step > 0)
 
     photos_t, cart_t, smooth_t = to_tensor(photos), to_tensor(cartoons), to_tensor(smoothed)
     snapshots = set(cfg.snapshot_steps())
-    if step == 0:
+    if step == 0 and ctx.is_main:
         for stale in snap_dir.glob("step_*.png"):  # left by an earlier run with another configuration
             stale.unlink()
         _write_row(snap_dir / "input.png", grid)
@@ -295,7 +290,7 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
                   step=done, sampler=sampler.gen.get_state())
 
     def snapshot(done: int) -> None:
-        if done in snapshots:
+        if done in snapshots and ctx.is_main:  # G has no batch-coupled layers: rank 0 may run it alone
             _write_row(snap_dir / f"step_{done:06d}.png", stylize(G, grid, device, cfg.precision))
 
     if step == 0:
@@ -303,17 +298,18 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
     sums: dict[str, float] = {}
     t0 = time.time()
     bar = tqdm(range(step, cfg.total_steps), initial=step, total=cfg.total_steps, desc=f"train {cfg.style}",
-               disable=not progress)
+               disable=not progress or not ctx.is_main)
+    G_ddp, D_ddp = ctx.wrap(G), ctx.wrap(D)  # the modules themselves in one process
     for s in bar:
         for opt, base in ((opt_g, cfg.lr), (opt_d, cfg.lr_d or cfg.lr)):
             for group in opt.param_groups:
                 group["lr"] = base * _lr_at(cfg, s)
-        (p,) = sampler.sample(photos_t)  # (B, 3, c, c) photos p_k
-        p = p.to(device)
+        # the global batch, the same on every rank, then this rank's rows (B/W = B in one process)
+        p = ctx.shard(*sampler.sample(photos_t)).to(device)  # (B/W, 3, c, c) photos p_k
         if s < cfg.init_steps:
             # 2a. initialization phase: reconstruction with the content loss only (Eq. 7)
             with autocast(device, cfg.precision):
-                y = G(p)  # (B, 3, c, c)
+                y = G_ddp(p)  # (B/W, 3, c, c)
                 con = content_loss(features, y, p, cfg.content_layer).float()  # Eq. (7)
                 loss = con + cfg.init_pixel * (y.float() - p).abs().mean() if cfg.init_pixel else con
             opt_g.zero_grad(set_to_none=True)
@@ -321,16 +317,17 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
             opt_g.step()
             values = {"init/content": con.item()}
         else:
-            c, e = (t.to(device) for t in sampler.sample(cart_t, smooth_t))  # (B, 3, c, c) c_i, e_j
+            c, e = (t.to(device) for t in ctx.shard(*sampler.sample(cart_t, smooth_t)))  # (B/W, 3, c, c)
             # 2b. D update: edge-promoting adversarial loss, Eqs. (4)-(6)
             with autocast(device, cfg.precision):
-                fake = G(p)  # (B, 3, c, c) G(p_k)
-                d_real, d_smooth, d_fake = D(c), D(e), D(fake.detach())  # (B, 1, c/4, c/4) logits
+                fake = G_ddp(p)  # (B/W, 3, c, c) G(p_k)
+                d_real, d_smooth, d_fake = D_ddp(c), D_ddp(e), D_ddp(fake.detach())  # (B/W, 1, c/4, c/4)
                 loss_d = discriminator_loss(d_real.float(), d_smooth.float(), d_fake.float())
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-            # 2c. G update: L_adv + omega * L_con, Eq. (3); D frozen meanwhile (no wasted grads)
+            # 2c. G update: L_adv + omega * L_con, Eq. (3); D frozen meanwhile (no wasted grads), called
+            # bare: its DDP wrapper expects gradients for every D parameter
             D.requires_grad_(False)
             with autocast(device, cfg.precision):
                 adv = generator_adv_loss(D(fake).float())  # Eq. (6), non-saturating
@@ -345,7 +342,7 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
                           "discriminator/real": torch.sigmoid(d_real.float()).mean().item(),
                           "discriminator/smoothed": torch.sigmoid(d_smooth.float()).mean().item(),
                           "discriminator/generated": torch.sigmoid(d_fake.float()).mean().item()}
-        for k, v in values.items():
+        for k, v in ctx.mean(values).items():  # means over the global batch
             sums[k] = sums.get(k, 0.0) + v
         sums["_n"] = sums.get("_n", 0.0) + 1
         done = s + 1
@@ -368,7 +365,7 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
     log.close()
     seconds = time.time() - t0
     G.eval()
-    if done >= cfg.total_steps:
+    if done >= cfg.total_steps and ctx.is_main:
         save_checkpoint(out_dir / GENERATOR_FILE, G, mcfg,
                         extra={"train_config": asdict(cfg), "step": done, "style": cfg.style})
     return TrainResult(G, out_dir, done, resumed_from, seconds)

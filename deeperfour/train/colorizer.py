@@ -13,6 +13,11 @@ Phases, run in order (one global step counter, logged with dvclive):
 
 A checkpoint (model, critic, optimizers, sampler and RNG states, config) is written every
 ``checkpoint_every`` steps and at every phase end; a new run resumes from it exactly.
+
+Under ``torchrun`` (``deeperfour.train.distributed``) each rank takes its slice of the same global
+batch, G and the critic are DistributedDataParallel (G re-wrapped at each phase, since freezing
+changes its trainable set), batch norm and the critic's dropout see the global batch, logged losses
+are averaged over the ranks, and rank 0 writes the checkpoint, which resumes on any number of ranks.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from deeperfour.colorize_data import CropSampler
 from deeperfour.losses.colorize import feature_loss, hinge_critic_loss, hinge_generator_loss
 from deeperfour.models.colorizer import Colorizer, ColorizerConfig, Critic, build_colorizer, save_colorizer
 from deeperfour.models.features import VGG16Features, build_features
+from deeperfour.train import distributed
 from deeperfour.train.common import Checkpointer, LossLog, autocast, set_rng_state
 
 
@@ -84,9 +90,12 @@ def train_colorizer(images, out_dir: str | Path, model_cfg: ColorizerConfig, cfg
     many global steps (simulates an interruption; the checkpoint then resumes it)."""
     out_dir = Path(out_dir)
     device = torch.device(device)
+    ctx = distributed.current()  # one process unless under torchrun
+    for b in cfg.batch:
+        ctx.local_batch(b)  # fail before any work when a global batch does not split evenly
     torch.manual_seed(seed)
-    model = build_colorizer(model_cfg, pretrained=pretrained).to(device)
-    critic = Critic().to(device)
+    model = ctx.prepare(build_colorizer(model_cfg, pretrained=pretrained).to(device))
+    critic = ctx.prepare(Critic().to(device))
     if pretrained:  # the perceptual (loss) network, frozen
         vgg = build_features({"backbone": cfg.perceptual, "weights": cfg.perceptual_weights or None})
     else:
@@ -100,7 +109,8 @@ def train_colorizer(images, out_dir: str | Path, model_cfg: ColorizerConfig, cfg
     st = ckpt.load(restore_rng=False) if ckpt.exists() else None
     if st is not None and (st["config"] != model_cfg.to_dict() or st["nogan"] != cfg.__dict__
                            or st.get("seed") != seed):
-        print(f"{ckpt.path}: written with other settings; training from scratch")
+        if ctx.is_main:
+            print(f"{ckpt.path}: written with other settings; training from scratch")
         st = None
     if st is not None:
         set_rng_state(st["rng"])
@@ -119,17 +129,23 @@ def train_colorizer(images, out_dir: str | Path, model_cfg: ColorizerConfig, cfg
 
     phases = cfg.phases()
     total = sum(p[1] for p in phases)
-    bar = tqdm(total=total, initial=step, desc="NoGAN", unit="step", disable=not progress)
+    bar = tqdm(total=total, initial=step, desc="NoGAN", unit="step", disable=not progress or not ctx.is_main)
+    critic_ddp = ctx.wrap(critic)  # the module itself in one process
     try:
         for pi in range(phase_i, len(phases)):
             name, steps, size, bs = phases[pi]
-            model.set_encoder_trainable(name in ("gen_unfrozen", "gan"), cfg.unfreeze_from)
+            unfrozen = name in ("gen_unfrozen", "gan")
+            model.set_encoder_trainable(unfrozen, cfg.unfreeze_from)
+            # re-wrapped after (un)freezing: DDP syncs what trains now; an unfrozen encoder's last block
+            # (conv5, past the deepest skip) never gets a gradient, which DDP must be told to expect
+            model_ddp = ctx.wrap(model, find_unused_parameters=unfrozen)
             for ps in range(phase_step if pi == phase_i else 0, steps):
                 if stop_after is not None and step >= stop_after:
                     save(pi, ps)
                     return model
-                y, uv = (t.to(device) for t in sampler.batch(size, bs))  # (B,1,S,S), (B,2,S,S)
-                losses = _step(name, model, critic, vgg, opts, cfg, y, uv, device)
+                # the global batch (same on every rank), then this rank's rows: (B/W,1,S,S), (B/W,2,S,S)
+                y, uv = (t.to(device) for t in ctx.shard(*sampler.batch(size, bs)))
+                losses = ctx.mean(_step(name, model_ddp, critic_ddp, vgg, opts, cfg, y, uv, device))
                 step += 1
                 log.log(step, **{f"{name}/{k}": v for k, v in losses.items()})
                 bar.set_postfix(phase=name, **{k: f"{v:.3f}" for k, v in list(losses.items())[:2]})
@@ -145,7 +161,12 @@ def train_colorizer(images, out_dir: str | Path, model_cfg: ColorizerConfig, cfg
 
 
 def _step(name, model, critic, vgg, opts, cfg: NoGANConfig, y, uv, device) -> dict[str, float]:
-    """One optimization step of phase ``name``; returns the logged losses."""
+    """One optimization step of phase ``name``; returns the logged losses (means over this rank's batch).
+
+    ``model`` and ``critic`` may be DDP wrappers: their backward passes average the gradients over the
+    ranks. The G step scores the generator with the bare critic, so the critic's own gradients (unused,
+    zeroed before its next step) are not averaged.
+    """
     model.train()
     if name in ("gen_frozen", "gen_unfrozen"):
         with autocast(device, cfg.precision):
@@ -169,7 +190,7 @@ def _step(name, model, critic, vgg, opts, cfg: NoGANConfig, y, uv, device) -> di
     with autocast(device, cfg.precision):
         pred = model(y)
         feat, _ = feature_loss(pred, uv, y, vgg, cfg.layer_weights, cfg.pixel_weight)
-        adv = hinge_generator_loss(critic(yuv_to_rgb_t(y, pred.float())).float())  # Eq. (2)
+        adv = hinge_generator_loss(distributed.unwrap(critic)(yuv_to_rgb_t(y, pred.float())).float())  # Eq. 2
         g_loss = feat + cfg.adv_weight * adv
     opts["gan_gen"].zero_grad(set_to_none=True)
     g_loss.backward()

@@ -6,7 +6,11 @@
   "optimizers": ..., "rng": ...}`` written atomically; ``load()`` resumes the loop exactly
   where it stopped (model, optimizers, step and every RNG state).
 * ``LossLog``: dvclive logging (one TSV per loss under ``<dir>/plots/metrics/``), no DVC
-  experiment side effects, and a reader for the training-curve figures.
+  experiment side effects, a reader for the training-curve figures, and ``truncate_curves`` to
+  drop the rows a killed run logged after its last checkpoint.
+
+Under ``torchrun`` (``distributed.py``) only rank 0 writes checkpoints and logs; the other ranks'
+``save`` and ``log`` calls do nothing, so loops call them unconditionally.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from deeperfour.train.distributed import is_main
 
 CHECKPOINT_VERSION = 1
 
@@ -60,7 +66,12 @@ class Checkpointer:
         return self.path.exists()
 
     def save(self, **state: Any) -> Path:
-        """Save ``state`` (tensors, state_dicts, plain Python) plus RNG states and the version."""
+        """Save ``state`` (tensors, state_dicts, plain Python) plus RNG states and the version.
+
+        Rank 0 only under torchrun: the state is the global one (identical on every rank).
+        """
+        if not is_main():
+            return self.path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.partial")
         torch.save({"version": CHECKPOINT_VERSION, "rng": rng_state(), **state}, tmp)
@@ -82,21 +93,41 @@ class Checkpointer:
 
 
 class LossLog:
-    """Loss curves logged with dvclive under ``dir`` (TSV per metric), resumable."""
+    """Loss curves logged with dvclive under ``dir`` (TSV per metric), resumable; rank 0 only."""
 
     def __init__(self, dir: str | os.PathLike, resume: bool = False):
         from dvclive import Live
 
         self.dir = Path(dir)
+        self._live = None
+        if not is_main():  # other ranks log nothing (pass them values already averaged over ranks)
+            return
         self._live = Live(str(self.dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
 
     def log(self, step: int, **values: float) -> None:
+        if self._live is None:
+            return
         self._live.step = step
         for k, v in values.items():
             self._live.log_metric(k, float(v))
 
     def close(self) -> None:
-        self._live.end()
+        if self._live is not None:
+            self._live.end()
+
+
+def truncate_curves(live_dir: str | os.PathLike, step: int) -> None:
+    """Drop loss-log rows at or after ``step`` from a dvclive folder: the rows a killed run wrote after its
+    last checkpoint, which its resume from that checkpoint logs again (call it on rank 0 only)."""
+    for tsv in (Path(live_dir) / "plots" / "metrics").rglob("*.tsv"):
+        with open(tsv) as f:
+            rows = list(csv.reader(f, delimiter="\t"))
+        if not rows:
+            continue
+        col = rows[0].index("step")
+        kept = [rows[0]] + [r for r in rows[1:] if int(r[col]) < step]
+        with open(tsv, "w", newline="") as f:
+            csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
 
 
 def read_curves(dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:

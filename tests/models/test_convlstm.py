@@ -109,3 +109,15 @@ def test_stabilize_frames_streams_uint8_and_resets_at_cuts():
     assert len(out) == 5 and all(o.shape == (10, 14, 3) and o.dtype == np.uint8 for o in out)
     assert np.array_equal(out[0], processed[0]) and np.array_equal(out[3], processed[3])
     assert not np.array_equal(out[1], processed[1])
+
+
+def test_flow_guided_variant_blends_the_aligned_past_through_its_gate():
+    """warp_prev: O_t = P_t + sigmoid(g) (O_prev - P_t) + residual; a zero last conv means g = 0 -> half."""
+    torch.manual_seed(0)
+    net = TemporalConsistencyNet(ConvLSTMConfig(nf=4, n_res_blocks=1, warp_prev=True))
+    assert net.out.out_channels == 4  # RGB residual + gate logit
+    torch.nn.init.zeros_(net.out.weight)
+    torch.nn.init.zeros_(net.out.bias)
+    P, O_prev, I = torch.rand(1, 3, 12, 20), torch.rand(1, 3, 12, 20), torch.rand(1, 3, 12, 20)
+    O, _ = net(P, O_prev, I, I)
+    torch.testing.assert_close(O, P + 0.5 * (O_prev - P))

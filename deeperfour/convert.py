@@ -1,0 +1,316 @@
+"""``deeperfour convert FILM -o OUTDIR``: a B&W film in, colorized, cartoon and side-by-side films out.
+
+Per frame (paper Fig. 1): B&W frame -> colorize (original luminance kept) -> colorized stabilizer
+-> cartoonize (a style's generator) -> cartoon stabilizer. Stabilizers are reset at every shot start,
+so there both videos equal the per-frame results. With ``temporal`` the cartoon comes from Ruder et
+al.'s temporal-loss generator and the colorized video is per-frame.
+
+The film streams through the pipeline one segment at a time (``segments.py``): every finished segment
+is stored losslessly in a work folder, an interrupted run resumes where it stopped, and the three
+H.264 films are assembled from the segments with the input's audio at the end.
+:func:`process_segment` is a pure function of (film, segment, settings) -> segment files, so
+segments can run as independent tasks on several workers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from deeperfour import convert_models as cm
+from deeperfour.cartoonize import cartoonize_batch
+from deeperfour.color import recombine_luma
+from deeperfour.colorize import colorize_frames
+from deeperfour.parallel import ParallelWriter, frames_of, panel_size, zip_films
+from deeperfour.segments import (
+    Film,
+    Segment,
+    WorkDir,
+    plan_segments,
+    read_range,
+    scan_film,
+    segment_files,
+    work_key,
+)
+from deeperfour.stabilize import PerFrame
+from deeperfour.video import VideoWriter, probe, read_frames
+
+OUTPUTS = ("colorized.mp4", "cartoon.mp4", "parallel.mp4")
+SEGMENT_FRAMES = 200  # longest segment, frames: bounds the work lost to an interruption
+WARMUP_FRAMES = 10  # recurrent stabilizers start a mid-shot segment this many frames early
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the film is cut into segments; part of the work key."""
+
+    max_frames: int = SEGMENT_FRAMES
+    warmup: int = WARMUP_FRAMES
+    shot_threshold: float = 0.8  # deeperfour.shots cut score
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one segment
+# ---------------------------------------------------------------------------------------------------------
+
+
+def scaled_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
+    """(h', w') with the longer side shrunk to ``max_side`` (0/None: unchanged), aspect kept."""
+    if not max_side or max(h, w) <= max_side:
+        return h, w
+    s = max_side / max(h, w)
+    return max(8, round(h * s)), max(8, round(w * s))
+
+
+def _resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize to (h, w): area when shrinking, bicubic when growing; unchanged when already that size."""
+    if img.shape[:2] == hw:
+        return img
+    shrink = img.shape[0] * img.shape[1] > hw[0] * hw[1]
+    return cv2.resize(img, (hw[1], hw[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def _colorized(grays: Iterable[np.ndarray], models: cm.Models, s: cm.Settings
+               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(gray (H, W), per-frame colorized (H, W, 3)) pairs; colorize_frames batches internally."""
+    pending: deque[np.ndarray] = deque()
+
+    def feed() -> Iterator[np.ndarray]:
+        for g in grays:
+            pending.append(g)
+            yield g
+
+    for rgb in colorize_frames(models.colorizer, feed(), s.render_factor, s.chroma_scale, s.device,
+                               s.batch, s.precision):
+        yield pending.popleft(), rgb
+
+
+def _stable_colorized(g: np.ndarray, col: np.ndarray, stab, proc: tuple[int, int]):
+    """Stabilize the colorized frame at the processing size -> (gray (h, w), colorized (H, W, 3),
+    colorized (h, w, 3)). The stabilized chroma is recombined with the ORIGINAL luminance (the film's
+    brightness is never altered); a frame the stabilizer left unchanged (shot starts) is kept bit-exact."""
+    g_p, col_p = _resize(g, proc), _resize(col, proc)
+    out = stab.step(col_p, g_p)
+    if out is not col_p and not np.array_equal(out, col_p):
+        col = recombine_luma(g, out)  # (H, W, 3), luma == g
+        col_p = _resize(col, proc)
+    return g_p, col, col_p
+
+
+def _cartoonized(items: Iterable[tuple], models: cm.Models, s: cm.Settings, proc: tuple[int, int]
+                 ) -> Iterator[tuple]:
+    """Per-frame cartoons of the colorized frames at the processing size, ``s.batch`` frames per call.
+    Released styles run at their reference size (longer side 450) and are resized back."""
+    gen = models.cartoon
+    run = scaled_size(*proc, getattr(gen, "load_size", None))
+    buf: list[tuple] = []
+
+    def flush() -> Iterator[tuple]:
+        x = np.stack([_resize(col_p, run) for *_, col_p in buf])  # (b, h, w, 3)
+        for item, y in zip(buf, cartoonize_batch(gen, x, s.device, s.precision), strict=True):
+            yield (*item, _resize(y, proc))
+        buf.clear()
+
+    for item in items:
+        buf.append(item)
+        if len(buf) == s.batch:
+            yield from flush()
+    if buf:
+        yield from flush()
+
+
+def segment_frames(film: Film, seg: Segment, s: cm.Settings) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(t, colorized (H, W, 3), cartoon (H, W, 3)) for lead <= t < stop; stabilizers start fresh at lead."""
+    models = cm.load_models(s)
+    full = (film.height, film.width)
+    proc = scaled_size(*full, s.max_side)
+    col_stab, cart_stab = models.stabilizers()
+    col_stab.reset()
+    cart_stab.reset()
+    pairs = _colorized(read_range(film, seg.lead, seg.stop), models, s)
+    stable = (_stable_colorized(g, col, col_stab, proc) for g, col in pairs)  # (g_p, col, col_p)
+    if s.stabilizer == "temporal":  # the cartoonizer is itself the (recurrent) cartoon stabilizer
+        cartoons = ((*it, cart_stab.step(it[2], it[0])) for it in stable)
+        cart_stab = PerFrame()
+    else:
+        cartoons = _cartoonized(stable, models, s, proc)
+    for t, (g_p, col, _, cart) in enumerate(cartoons, start=seg.lead):
+        yield t, col, _resize(cart_stab.step(cart, g_p), full)
+
+
+def process_segment(film: Film, seg: Segment, settings: cm.Settings, work_dir: str | os.PathLike,
+                    progress: Callable[[int], None] | None = None) -> dict[str, Path]:
+    """Compute one segment and write ``seg_NNNNN.{colorized,cartoon}.mkv`` (lossless) into ``work_dir``.
+
+    Pure in its arguments (all picklable): models are loaded from the settings (cached per process),
+    frames are decoded from ``film.path`` by seeking. Warm-up frames [lead, start) are computed and
+    dropped. Each file appears atomically when complete. ``progress(1)`` is called per kept frame.
+    """
+    files = segment_files(work_dir, seg)
+    fps, w, h = film.rate, film.width, film.height
+    with VideoWriter(files["colorized"], fps, w, h) as wc, VideoWriter(files["cartoon"], fps, w, h) as wk:
+        for t, col, cart in segment_frames(film, seg, settings):
+            if t >= seg.start:
+                wc.write(col)
+                wk.write(cart)
+                if progress is not None:
+                    progress(1)
+    if wc.n_written != seg.n_frames:
+        raise RuntimeError(f"segment {seg.index}: wrote {wc.n_written} frames, expected {seg.n_frames}")
+    return files
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the whole film
+# ---------------------------------------------------------------------------------------------------------
+
+
+def check_writable(outdir: Path) -> None:
+    """Create ``outdir`` and prove a file can be written there (one clear error otherwise)."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=outdir, prefix=".deeperfour-write-test"):
+            pass
+    except OSError as e:
+        raise PermissionError(f"{outdir}: cannot write the output folder here ({e.strerror or e}); "
+                              "choose another -o") from e
+
+
+def assemble(film: Film, segments: list[Segment], work: WorkDir, outdir: Path, labels: list[str],
+             progress: bool = True) -> list[Path]:
+    """Concatenate the lossless segments into the three H.264 films with the input's audio.
+
+    They are written inside the work folder and moved into ``outdir`` together at the end, so the
+    output names never hold a partial film.
+    """
+    final = work.root / f"final.{os.getpid()}"  # private to this process
+    cols = [work.files(s)["colorized"] for s in segments]
+    carts = [work.files(s)["cartoon"] for s in segments]
+    fps, w, h, src = film.rate, film.width, film.height, film.path
+    streams = (read_frames(src, gray=True), frames_of(cols), frames_of(carts))
+    with (VideoWriter(final / OUTPUTS[0], fps, w, h, audio_from=src) as wc,
+          VideoWriter(final / OUTPUTS[1], fps, w, h, audio_from=src) as wk,
+          ParallelWriter(final / OUTPUTS[2], fps, panel_size(w, h), labels, audio_from=src) as wp):
+        rows = zip_films(streams, (src, cols, carts), film.n_frames)
+        for bw, col, cart in tqdm(rows, total=film.n_frames, desc="assemble", unit="frame", leave=False,
+                                  disable=not progress):
+            wc.write(col)
+            wk.write(cart)
+            wp.write((bw, col, cart))
+    for name in OUTPUTS:
+        os.replace(final / name, outdir / name)
+    final.rmdir()
+    return [outdir / name for name in OUTPUTS]
+
+
+def _scan(src: Path, work: WorkDir, plan: Plan, n_expected: int, progress: bool) -> Film:
+    """The film's scan: from the manifest of an interrupted run with the same key, else decoded now."""
+    film = work.load_film()
+    if film is not None:
+        return film
+    with tqdm(total=n_expected, desc="scan shots", unit="frame", leave=False, disable=not progress) as bar:
+        return scan_film(src, plan.shot_threshold, progress=bar.update)
+
+
+@dataclass
+class Job:
+    """A prepared conversion: the film, the settings, THE segment plan and the work folder.
+
+    ``convert`` runs ``job.todo()`` one by one with :func:`process_segment`; a distributed driver can
+    send the same (job.film, segment, job.settings, job.work.root) to remote workers instead, then
+    call :func:`finish`.
+    """
+
+    film: Film
+    settings: cm.Settings
+    segments: list[Segment]
+    work: WorkDir
+    outdir: Path
+
+    def todo(self) -> list[Segment]:
+        return [s for s in self.segments if not self.work.done(s)]
+
+
+def prepare(film: str | os.PathLike, outdir: str | os.PathLike, *, plan: Plan | None = None,
+            progress: bool = True, log: Callable[[str], None] = print, **options) -> Job:
+    """Check the input, the models and the output folder; scan the film (or reuse an interrupted
+    run's scan); plan the segments. ``options``: those of :func:`convert_models.resolve_settings`."""
+    src, outdir, plan = Path(film), Path(outdir), plan or Plan()
+    info = probe(src)  # not a video, no frames, missing: fail before loading any model
+    settings, notes = cm.resolve_settings(**options)
+    cm.load_models(settings)  # incompatible weights fail here, with the file's name
+    for line in notes:
+        log(line)
+    check_writable(outdir)
+    warmup = plan.warmup if settings.stabilizer != "none" else 0
+    plan_dict = {**asdict(plan), "warmup": warmup}
+    work = WorkDir(outdir, work_key(src, asdict(settings), settings.files(), plan_dict))
+    others = [p for p in work.root.parent.glob("*") if p.is_dir() and p != work.root]
+    if others:
+        log(f"note: {work.root.parent} also holds {len(others)} work folder(s) of other inputs or "
+            "settings; delete them to free disk space")
+    film_info = _scan(src, work, plan, info.n_frames, progress)
+    if film_info.is_color:
+        log(f"note: {src} is in color; only its luminance is used (the pipeline starts from a B&W film)")
+    segments = plan_segments(film_info.shot_starts, film_info.n_frames, plan.max_frames, warmup)
+    work.save(film_info, segments, asdict(settings))
+    return Job(film_info, settings, segments, work, outdir)
+
+
+def finish(job: Job, computed: list[Segment], seconds: float, keep_work: bool = False,
+           progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Assemble the three films from the finished segments, drop the work folder, print a summary."""
+    labels = ["B&W", "colorized", f"cartoon: {job.settings.style_label}"]
+    outputs = assemble(job.film, job.segments, job.work, job.outdir, labels, progress)
+    if not keep_work:
+        job.work.remove()
+    f, n_seg = job.film, len(job.segments)
+    summary = {"frames": f.n_frames, "fps": f.fps, "shots": len(f.shot_starts), "segments": n_seg,
+               "computed": len(computed), "reused": n_seg - len(computed), "seconds": round(seconds, 2),
+               "outputs": [str(p) for p in outputs], "work": str(job.work.root)}
+    rate = sum(s.n_frames for s in computed) / max(seconds, 1e-9)
+    log(f"done: {f.n_frames} frames at {f.fps} fps, {summary['shots']} shots, {n_seg} segments "
+        f"({len(computed)} computed, {summary['reused']} reused) in {seconds:.1f} s ({rate:.2f} frames/s)")
+    for p in outputs:
+        log(f"  {p}")
+    if keep_work:
+        log(f"  lossless segments kept in {job.work.root}")
+    return summary
+
+
+def convert(film: str | os.PathLike, outdir: str | os.PathLike, *, keep_work: bool = False,
+            plan: Plan | None = None, progress: bool = True,
+            on_segment: Callable[[Segment], None] | None = None, log: Callable[[str], None] = print,
+            **options) -> dict:
+    """Convert ``film`` into ``outdir``/{colorized,cartoon,parallel}.mp4, resuming an interrupted run.
+
+    ``options`` as :func:`convert_models.resolve_settings` (style, render_factor, stabilizer, device,
+    weights, models, colorizer, max_side, batch, precision); the rest as ``deeperfour convert --help``.
+    ``on_segment(seg)`` is called after each segment computed in this run. Returns a summary dict.
+    """
+    t0 = time.perf_counter()
+    job = prepare(film, outdir, plan=plan, progress=progress, log=log, **options)
+    todo = job.todo()
+    if len(todo) < len(job.segments):
+        log(f"resuming from {job.work.root}: {len(job.segments) - len(todo)} of {len(job.segments)} "
+            "segments are done")
+    done_frames = job.film.n_frames - sum(s.n_frames for s in todo)
+    with tqdm(total=job.film.n_frames, initial=done_frames, desc="convert", unit="frame",
+              disable=not progress, smoothing=0.05) as bar:
+        for seg in todo:
+            process_segment(job.film, seg, job.settings, job.work.root, progress=bar.update)
+            if on_segment is not None:
+                on_segment(seg)
+    summary = finish(job, todo, time.perf_counter() - t0, keep_work, progress, log)
+    sys.stdout.flush()
+    return summary

@@ -1,0 +1,307 @@
+"""`deeperfour convert`: outputs keep count, fps and audio; resumable segments; stabilizers reset at
+shot starts; every bad input gives one error line and no .mp4. Tiny models made here, tiny clips."""
+
+import concurrent.futures
+import multiprocessing
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import deeperfour.convert as conv
+from deeperfour.cli import main
+from deeperfour.models.cartoongan import CartoonGANConfig, CartoonGenerator
+from deeperfour.models.cartoongan import save_checkpoint as save_cartoon
+from deeperfour.models.colorizer import ColorizerConfig, build_colorizer, save_colorizer
+from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet
+from deeperfour.models.convlstm import save_checkpoint as save_convlstm
+from deeperfour.segments import Segment, plan_segments, read_range, scan_film
+from deeperfour.video import VideoWriter, probe, read_frames
+
+from .conftest import make_clip
+
+N, CUT = 24, 12  # frames of the test clip, its one shot cut
+PLAN = conv.Plan(max_frames=5, warmup=2)  # 2 shots -> 3 + 3 segments
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """A weights folder in the layout `dvc repro` leaves: tiny colorizer, style 'tiny', ConvLSTM."""
+    root = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    colorizer = build_colorizer(ColorizerConfig(width=16), pretrained=False)
+    save_colorizer(root / "colorize" / "colorizer.pt", colorizer, chroma_scale=2.0, render_factor=2)
+    cfg = CartoonGANConfig(variant="light", base_channels=8, n_res_blocks=2)
+    save_cartoon(root / "train_cartoongan" / "tiny" / "generator.pt", CartoonGenerator(cfg), cfg)
+    net = TemporalConsistencyNet(ConvLSTMConfig(nf=4, n_res_blocks=1))
+    save_convlstm(net, root / "convlstm" / "convlstm.pt")
+    (root / "released").mkdir()  # an empty models/ folder: no released files
+    return root
+
+
+@pytest.fixture(scope="module")
+def film(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("film") / "film.mp4", n=N, cut_at=(CUT,), audio_seconds=0.8)
+
+
+def run(film, out, weights, *extra, **kw):
+    """convert() with the tiny models, silent; keyword arguments override."""
+    args = dict(weights=weights, models=weights / "released", device="cpu", plan=PLAN, batch=3,
+                progress=False, log=lambda line: None)
+    return conv.convert(film, out, *extra, **{**args, **kw})
+
+
+def segment_frames(out: Path, target: str) -> list[np.ndarray]:
+    """All frames of the kept lossless segments of ``target``, in film order."""
+    (work,) = (out / ".deeperfour").iterdir()
+    return [f for p in sorted(work.glob(f"seg_*.{target}.mkv")) for f in read_frames(p)]
+
+
+# ------------------------------------------------------------------------------------------------ plan
+
+
+def test_plan_covers_film_in_shots_with_warmup():
+    segs = plan_segments([0, 12, 30], 31, max_frames=5, warmup=2)
+    assert [(s.start, s.stop) for s in segs][:3] == [(0, 4), (4, 8), (8, 12)]
+    assert sum(s.n_frames for s in segs) == 31 and [s.index for s in segs] == list(range(len(segs)))
+    assert all(s.stop - s.start <= 5 for s in segs)
+    shot = {12: 12, 30: 30, 0: 0}
+    for s in segs:
+        if s.start in shot:
+            assert s.lead == s.start  # a shot start never warms up across the cut
+        else:
+            assert s.lead == max(s.start - 2, max(k for k in shot if k <= s.start))
+    assert segs == plan_segments([0, 12, 30], 31, max_frames=5, warmup=2)  # deterministic
+    assert plan_segments([0], 7, 200) == [Segment(0, 0, 0, 7)]
+
+
+def test_read_range_equals_sequential_decode(film, tmp_path):
+    lossless = tmp_path / "film.mkv"
+    with VideoWriter(lossless, probe(film).fps, 64, 48, gray=True) as w:
+        for f in read_frames(film, gray=True):
+            w.write(f)
+    for path in (film, lossless):
+        info = scan_film(path)
+        assert info.n_frames == N and info.shot_starts == (0, CUT) and info.first_pts is not None
+        every = list(read_frames(path, gray=True))
+        for a, b in [(0, 3), (5, 9), (13, 24), (23, 24)]:
+            got = list(read_range(info, a, b))
+            assert len(got) == b - a
+            assert all(np.array_equal(x, y) for x, y in zip(got, every[a:b], strict=True))
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+def test_cli_outputs_keep_count_fps_audio_and_luminance(film, weights, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["convert", str(film), "-o", str(out), "--weights", str(weights), "--models",
+                 str(weights / "released"), "--device", "cpu", "--segment-frames", "5", "--quiet"])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    assert str(weights / "colorize" / "colorizer.pt") in stdout and "stabilizer: convlstm" in stdout
+    assert "in color; only its luminance is used" in stdout  # the test clip is a color film
+    assert sorted(p.name for p in out.iterdir()) == ["cartoon.mp4", "colorized.mp4", "parallel.mp4"]
+    src = probe(film)
+    for name in ("colorized", "cartoon", "parallel"):
+        i = probe(out / f"{name}.mp4")
+        assert (i.n_frames, i.fps, i.height) == (N, src.fps, src.height)
+        assert i.has_audio and abs(i.audio_seconds - src.audio_seconds) < 0.05
+    assert probe(out / "parallel.mp4").width == 3 * src.width
+    y_in = np.stack(list(read_frames(film, gray=True))).astype(float)
+    y_out = np.stack(list(read_frames(out / "colorized.mp4", gray=True))).astype(float)
+    assert np.abs(y_in - y_out).mean() < 3.0  # the colorizer keeps the luminance; H.264 is lossy
+
+
+def test_stabilized_equals_per_frame_at_shot_starts(film, weights, tmp_path):
+    run(film, tmp_path / "stab", weights, stabilizer="convlstm", keep_work=True)
+    run(film, tmp_path / "per", weights, stabilizer="none", keep_work=True)
+    for target in ("colorized", "cartoon"):
+        stab, per = segment_frames(tmp_path / "stab", target), segment_frames(tmp_path / "per", target)
+        assert len(stab) == len(per) == N
+        for t in (0, CUT):
+            assert np.array_equal(stab[t], per[t]), (target, t)
+        assert any(not np.array_equal(stab[t], per[t]) for t in (1, 2, CUT + 1)), target  # it stabilized
+
+
+def test_flow_default_and_max_side(film, weights, tmp_path):
+    partial = tmp_path / "w"
+    for sub in ("colorize", "train_cartoongan"):
+        (partial / sub).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(weights / sub, partial / sub)
+    lines = []
+    run(film, tmp_path / "out", partial, log=lines.append, plan=conv.Plan(max_frames=200), max_side=32)
+    assert any(line.startswith("stabilizer: flow") and "convlstm.pt" in line for line in lines)
+    for name in ("colorized", "cartoon"):  # processed at 32x24, resized back
+        i = probe(tmp_path / "out" / f"{name}.mp4")
+        assert (i.n_frames, i.width, i.height) == (N, 64, 48)
+    y_in = np.stack(list(read_frames(film, gray=True))).astype(float)
+    y_out = np.stack(list(read_frames(tmp_path / "out" / "colorized.mp4", gray=True))).astype(float)
+    assert np.abs(y_in - y_out).mean() < 3.0  # full-resolution luminance whatever the processing size
+
+
+def test_released_deoldify_colorizer_when_none_is_trained(film, weights, tmp_path):
+    from deeperfour.models.deoldify import DeOldifyConfig, build_deoldify, save_deoldify
+
+    w, released = tmp_path / "w", tmp_path / "models"
+    (w / "train_cartoongan").parent.mkdir(parents=True)
+    os.symlink(weights / "train_cartoongan", w / "train_cartoongan")
+    torch.manual_seed(0)
+    save_deoldify(released / "ColorizeVideo_gen.pth", build_deoldify(DeOldifyConfig(arch="wide", resnet=18,
+                                                                                    body_width=8, nf=32)))
+    lines = []
+    run(film, tmp_path / "out", w, models=released, stabilizer="none", render_factor=2, log=lines.append)
+    assert any(line.startswith(f"colorizer: {released / 'ColorizeVideo_gen.pth'} (deoldify, render factor 2")
+               for line in lines)
+    assert probe(tmp_path / "out" / "colorized.mp4").n_frames == N
+
+
+# ------------------------------------------------------------------------------------------------ resume
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_resume_redoes_only_unfinished_segments(film, weights, tmp_path, monkeypatch):
+    run(film, tmp_path / "whole", weights, keep_work=True)
+
+    def crash_after_two(seg):
+        if seg.index == 1:
+            raise Crash
+
+    out = tmp_path / "resumed"
+    with pytest.raises(Crash):
+        run(film, out, weights, keep_work=True, on_segment=crash_after_two)
+    assert not list(out.glob("*.mp4"))
+    (work,) = (out / ".deeperfour").iterdir()
+    kept = {p: p.stat().st_mtime_ns for p in work.glob("seg_*.mkv")}
+    assert sorted(p.name.split(".")[0] for p in kept) == ["seg_00000"] * 2 + ["seg_00001"] * 2
+
+    computed = []
+    real = conv.process_segment
+    monkeypatch.setattr(conv, "process_segment", lambda film, seg, *a, **k: computed.append(seg.index)
+                        or real(film, seg, *a, **k))
+    summary = run(film, out, weights, keep_work=True)
+    assert computed == [2, 3, 4, 5] and summary["reused"] == 2
+    assert all(p.stat().st_mtime_ns == m for p, m in kept.items())  # finished segments untouched
+    for target in ("colorized", "cartoon"):
+        a, b = segment_frames(tmp_path / "whole", target), segment_frames(out, target)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    for name in conv.OUTPUTS:  # deterministic H.264: same frames, same bytes
+        assert (tmp_path / "whole" / name).read_bytes() == (out / name).read_bytes()
+
+    run(film, out, weights, render_factor=3)  # other settings: a new work folder, nothing reused
+    assert len(computed) == 4 + 6 and not (out / ".deeperfour" / work.name / "seg_00006.cartoon.mkv").exists()
+    assert sorted(p.name for p in (out / ".deeperfour").iterdir()) == [work.name]  # its own folder removed
+
+
+def test_process_segment_runs_alone_in_another_process(film, weights, tmp_path):
+    """What a Ray task does: (film, segment, settings) pickled to a fresh process gives the same files."""
+    job = conv.prepare(film, tmp_path / "out", plan=PLAN, progress=False, log=lambda line: None,
+                       weights=weights, models=weights / "released", device="cpu", batch=3)
+    seg = job.segments[4]  # mid-shot: starts with warm-up frames
+    assert seg.lead < seg.start
+    here = conv.process_segment(job.film, seg, job.settings, tmp_path / "here")
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        there = pool.submit(conv.process_segment, job.film, seg, job.settings, tmp_path / "there").result()
+    for target in ("colorized", "cartoon"):
+        a, b = list(read_frames(here[target])), list(read_frames(there[target]))
+        assert len(a) == seg.n_frames and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+# ------------------------------------------------------------------------------------------------ temporal
+
+
+def test_temporal_stabilizer(film, weights, tmp_path, monkeypatch):
+    """The cartoon comes from the temporal-loss generator, one fresh state per segment."""
+    tc = pytest.importorskip("deeperfour.models.temporal_cartoongan")
+    w = tmp_path / "w"
+    for sub in ("colorize", "train_cartoongan"):
+        (w / sub).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(weights / sub, w / sub)
+    cfg = CartoonGANConfig(variant="light", base_channels=8, n_res_blocks=2)
+    tc.TemporalCartoonGenerator(CartoonGenerator(cfg)).save(w / "temporal_loss" / "generator.pt")
+    resets = []
+    reset = tc.TemporalCartoonizer.reset
+    monkeypatch.setattr(tc.TemporalCartoonizer, "reset", lambda self: resets.append(1) or reset(self))
+    lines = []
+    summary = run(film, tmp_path / "out", w, stabilizer="temporal", style="tiny", log=lines.append)
+    assert summary["frames"] == N and len(resets) >= 6  # at least one fresh state per segment
+    assert any("--style tiny is ignored" in line for line in lines)
+    assert probe(tmp_path / "out" / "cartoon.mp4").n_frames == N
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def _no_frames(path: Path) -> None:
+    c = av.open(str(path), "w")
+    s = c.add_stream("ffv1", rate=25)
+    s.width, s.height, s.pix_fmt = 16, 16, "gray"
+    c.start_encoding()
+    c.close()
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("case", ["text", "empty", "no_frames", "truncated", "style", "no_weights",
+                                  "bad_colorizer", "bad_convlstm", "unwritable", "interrupted"])
+def test_bad_input_one_line_error_no_mp4(case, film, weights, tmp_path, capsys, monkeypatch):
+    src, out, w, extra = film, tmp_path / "out", weights, []
+    if case == "text":
+        src = tmp_path / "notes.mp4"
+        src.write_text("not a film")
+    elif case == "empty":
+        src = tmp_path / "empty.mp4"
+        src.write_bytes(b"")
+    elif case == "no_frames":
+        src = tmp_path / "none.mkv"
+        _no_frames(src)
+    elif case == "truncated":
+        src = tmp_path / "cut.mp4"
+        src.write_bytes(film.read_bytes()[: film.stat().st_size // 2])
+    elif case == "style":
+        extra = ["--style", "nosuch"]
+    elif case == "no_weights":
+        w = tmp_path / "empty_weights"
+        w.mkdir()
+    elif case in ("bad_colorizer", "bad_convlstm"):
+        w = tmp_path / "w"
+        for sub in ("colorize", "train_cartoongan", "convlstm"):
+            (w / sub).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(weights / sub, w / sub)
+        bad = w / ("colorize" if case == "bad_colorizer" else "convlstm")
+        bad.unlink()
+        bad.mkdir()
+        name = "colorizer.pt" if case == "bad_colorizer" else "convlstm.pt"
+        os.symlink(weights / "train_cartoongan" / "tiny" / "generator.pt", bad / name)  # the wrong network
+    elif case == "unwritable":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    elif case == "interrupted":
+        monkeypatch.setattr(conv, "process_segment", _interrupt)
+    code = main(["convert", str(src), "-o", str(out), "--weights", str(w), "--models",
+                 str(weights / "released"), "--device", "cpu", "--quiet", *extra])
+    captured = capsys.readouterr()
+    out_text, err = captured.out, [line for line in captured.err.split("\n") if line.strip()]
+    assert code != 0
+    assert len(err) == 1 and err[0].startswith("deeperfour:"), err
+    expected = {"text": "not a readable video", "empty": "empty", "no_frames": "no video frames",
+                "truncated": str(src), "style": "nosuch", "no_weights": "colorizer.pt",
+                "bad_colorizer": "colorizer.pt", "bad_convlstm": "convlstm.pt", "unwritable": "cannot write",
+                "interrupted": "interrupted"}[case]
+    assert expected in err[0]
+    if case == "interrupted":
+        assert "run the same command again to resume" in out_text
+    if case == "style":
+        assert "available: tiny" in err[0]
+    if case.startswith("bad_"):
+        assert "expected" in err[0]
+    assert not (out.is_dir() and list(out.rglob("*.mp4")))
