@@ -3,6 +3,7 @@ a worker killed mid-segment is replaced and its segment redone once; a failing s
 its own error surfaces; a restarted run skips finished segments. One Ray session (2 CPUs) for the whole
 file; the tiny models of test_convert, a 3-shot clip with audio."""
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
+import torch
 
 import deeperfour.convert as conv
 import deeperfour.ray_engine as ray_engine
@@ -41,6 +43,18 @@ def film(tmp_path_factory) -> Path:
     return make_clip(tmp_path_factory.mktemp("film") / "film.mp4", n=N, cut_at=CUTS, audio_seconds=0.8)
 
 
+@contextlib.contextmanager
+def one_thread():
+    """oneDNN splits its reductions by thread count, so bitwise equality with a 1-CPU Ray worker needs the
+    single-process run on one thread too (both engines give identical frames at equal threads per process)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _kw(weights):
     return dict(weights=weights, models=weights / "released", plan=PLAN, progress=False, log=lambda s: None,
                 keep_work=True, **OPTIONS)
@@ -48,9 +62,11 @@ def _kw(weights):
 
 @pytest.fixture(scope="module")
 def single(film, weights, tmp_path_factory) -> Path:
-    """The single-process reference run, lossless segments kept."""
+    """The single-process reference run, lossless segments kept, on ONE thread like each 1-CPU Ray worker
+    (``one_thread``)."""
     out = tmp_path_factory.mktemp("single")
-    summary = conv.convert(film, out, **_kw(weights))
+    with one_thread():
+        summary = conv.convert(film, out, **_kw(weights))
     assert summary["segments"] == N_SEGMENTS and summary["shots"] == len(CUTS) + 1
     return out
 
@@ -146,7 +162,7 @@ def test_restart_skips_finished_segments(ray_session, film, weights, single, tmp
         if seg.index == 1:
             raise Stop
 
-    with pytest.raises(Stop):
+    with pytest.raises(Stop), one_thread():
         conv.convert(film, out, on_segment=stop_at_two, **_kw(weights))
     assert not list(out.glob("*.mp4"))
     kept = {p: p.stat().st_mtime_ns for p in work_dir(out).glob("seg_*.mkv")}
