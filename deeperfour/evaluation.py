@@ -97,16 +97,29 @@ def scale_scores(truths: Sequence[np.ndarray], chromas: Sequence[np.ndarray], sc
 
 
 def choose_scale(scales: Sequence[float], ciede: np.ndarray, colorfulness: np.ndarray,
-                 truth_colorfulness: float, criterion: str = "colorfulness", ratio: float = 1.0) -> float:
-    """Pick the chroma scale on VALIDATION data: ``ciede`` = lowest CIEDE2000; ``colorfulness`` =
-    colorfulness closest to ``ratio`` x the validation ground truth's (calibrated saturation; a
-    ratio below 1 hedges against wrong hues, as a regression to the mean would)."""
+                 truth_colorfulness: float, criterion: str = "colorfulness", ratio: float = 1.0,
+                 gray_ciede: float | None = None, budget: float = 1.0) -> float:
+    """Pick the chroma scale on VALIDATION data.
+
+    ``ciede``: the lowest CIEDE2000. ``colorfulness``: colorfulness closest to ``ratio`` x the
+    validation ground truth's (a ratio below 1 hedges against wrong hues). ``budget``: the most
+    colorful scale whose CIEDE2000 stays within ``budget`` of the gray input's (``gray_ciede``):
+    as much color as the model's hues earn on held-out footage, for at most that cost over gray.
+    """
+    scales, ciede = np.asarray(scales, float), np.asarray(ciede, float)
     if criterion == "ciede":
         return float(scales[int(np.argmin(ciede))])
     if criterion == "colorfulness":
         target = ratio * truth_colorfulness
         return float(scales[int(np.argmin(np.abs(np.asarray(colorfulness) - target)))])
-    raise ValueError(f"calibration must be 'ciede' or 'colorfulness', got {criterion!r}")
+    if criterion == "budget":
+        if gray_ciede is None:
+            raise ValueError("calibration 'budget' needs the gray input's CIEDE2000 (gray_ciede)")
+        ok = ciede <= gray_ciede + budget
+        if not ok.any():  # every scale costs more: the least colorful one
+            return float(scales.min())
+        return float(scales[ok].max())
+    raise ValueError(f"calibration must be 'ciede', 'colorfulness' or 'budget', got {criterion!r}")
 
 
 def colorization_metrics(bw_path, color_path, colorized_path, chroma: dict[int, np.ndarray],

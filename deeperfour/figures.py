@@ -175,20 +175,27 @@ def training_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]],
     return fig
 
 
-def calibration_figure(scales: np.ndarray, ciede: np.ndarray, colorfulness: np.ndarray,
-                       truth_colorfulness: float, chosen: float):
-    """Chroma-scale calibration on the validation clip: CIEDE2000 and colorfulness vs scale."""
+def calibration_figure(scales: np.ndarray, ciede: np.ndarray, colorfulness: np.ndarray, chosen: float,
+                       target_colorfulness: float | None = None, gray_ciede: float | None = None,
+                       ciede_limit: float | None = None):
+    """Chroma-scale calibration on the validation clip: CIEDE2000 and colorfulness vs scale, with the
+    gray input's CIEDE2000 and the criterion's target (a colorfulness or a CIEDE2000 limit)."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot(scales, ciede, "o-", color="tab:blue", label="CIEDE2000 (left)")
+    if gray_ciede is not None:
+        ax.axhline(gray_ciede, color="tab:gray", ls="-", lw=1, label="CIEDE2000 of the gray input")
+    if ciede_limit is not None:
+        ax.axhline(ciede_limit, color="tab:blue", ls=":", lw=1, label="CIEDE2000 limit")
     ax.set_xlabel("chroma scale")
     ax.set_ylabel("CIEDE2000")
     ax2 = ax.twinx()
     ax2.plot(scales, colorfulness, "s-", color="tab:orange", label="colorfulness (right)")
-    ax2.axhline(truth_colorfulness, color="tab:orange", ls=":", lw=1, label="target colorfulness")
+    if target_colorfulness is not None:
+        ax2.axhline(target_colorfulness, color="tab:orange", ls=":", lw=1, label="target colorfulness")
     ax2.set_ylabel("colorfulness")
     ax.axvline(chosen, color="k", ls="--", lw=0.8)
     ax.set_title(f"Validation clip: chosen chroma scale {chosen:g}")
-    fig.legend(loc="upper center", fontsize=7, ncol=3, bbox_to_anchor=(0.5, 0.02))
+    fig.legend(loc="upper center", fontsize=7, ncol=4, bbox_to_anchor=(0.5, 0.02))
     fig.tight_layout()
     return fig
 

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from deeperfour import data
 from deeperfour.cartoonize import cartoonize_batch
 from deeperfour.color import luminance
 from deeperfour.colorize import colorize_frames
@@ -87,14 +87,6 @@ def load_clips(folder: str | os.PathLike) -> list[Clip]:
     return [Clip.load(p) for p in paths]
 
 
-def _resize(frame: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = frame.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return frame
-    s = max_side / max(h, w)
-    return cv2.resize(frame, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
-
-
 def cartoonize_frames(generator: nn.Module, frames: Sequence[np.ndarray], device: torch.device | str = "cpu",
                       batch: int = 4, precision: str = "bf16") -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, H, W, 3) uint8 through a cartoon generator (RGB [-1, 1] interface)."""
@@ -112,7 +104,7 @@ def build_clip(video: str | os.PathLike, colorizer: nn.Module, generator: nn.Mod
         if max_frames and len(frames) >= max_frames:
             break
         if i % stride == 0:
-            frames.append(_resize(f, max_side))
+            frames.append(data.shrink(f, max_side))
     gray = np.stack([luminance(f) for f in frames])  # (T, H, W)
     name = Path(video).stem
     colorized = np.stack(list(tqdm(colorize_frames(colorizer, gray, render_factor, chroma_scale, device,

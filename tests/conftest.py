@@ -13,14 +13,6 @@ import pytest
 from deeperfour.data import SAMPLES, package_file, sample_path
 
 
-def texture(h: int, w: int, seed: int = 0, sigma: float = 3.0) -> np.ndarray:
-    """Seeded smooth random RGB texture, uint8 (H, W, 3), with structure at every position."""
-    r = np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
-    r = cv2.GaussianBlur(r, (0, 0), sigma)
-    r = (r - r.min()) / (r.max() - r.min())
-    return (r * 255.0 + 0.5).astype(np.uint8)
-
-
 @pytest.fixture(scope="session")
 def sample():
     """sample('bikes.mp4') -> path in data/samples when materialized, else inside its wheel."""

@@ -15,7 +15,8 @@ from deeperfour import cartoon_data
 from deeperfour.cartoon_data import DatasetConfig, build_datasets, load_photos, load_style, photo_sources
 from deeperfour.edges import edge_mask
 
-from .conftest import make_clip, texture
+from .conftest import make_clip
+from helpers import texture
 
 TINY = DatasetConfig(crop=32, max_side=96, style_frame_stride=8, style_crops_per_image=1,
                      photo_frame_stride=8, photo_crops_per_image=2, photo_crops_per_frame=1, holdout=0.25)

@@ -2,9 +2,11 @@
 
 import filecmp
 
+import numpy as np
 import pytest
 
-from deeperfour.data import SAMPLES, load_image, materialize_samples, package_file, training_stills
+from deeperfour import data
+from deeperfour.data import SAMPLES, load_image, materialize_samples, package_file, shrink, training_stills
 
 
 def test_samples_are_byte_identical(tmp_path):
@@ -43,3 +45,32 @@ def test_training_stills_and_images(tmp_path):
 def test_no_demo_film_in_training_stills(tmp_path):
     materialize_samples(tmp_path / "samples")
     assert all("bikes" not in p.name for p in training_stills(tmp_path))
+
+
+def test_shrink_keeps_aspect_and_small_images():
+    img = np.zeros((300, 1000, 3), np.uint8)
+    assert shrink(img, 500).shape == (150, 500, 3)
+    assert shrink(img, 2000) is img and shrink(img, 0) is img
+    assert shrink(np.zeros((1, 1000), np.uint8), 10).shape == (1, 10)  # never a zero side
+
+
+def test_photos_are_copied_byte_for_byte_from_unpacked_packages(tmp_path, monkeypatch):
+    root = tmp_path / "unpacked"  # as `dpkg-deb -x` leaves the packages
+    rels = ("usr/share/wallpapers/Path/contents/images/1280x1024.jpg",
+            "usr/share/backgrounds/mate/nature/Aqua.jpg",
+            "usr/share/doc/opencv-doc/examples/data/leuvenA.jpg")
+    for seed, rel in enumerate(rels):
+        (root / rel).parent.mkdir(parents=True)
+        (root / rel).write_bytes(np.random.default_rng(seed).bytes(100))
+    monkeypatch.setattr(data, "PHOTO_FILES", rels)
+    out = data.materialize_photos(tmp_path / "data" / "extended", source=root)
+    assert [p.name for p in out] == ["Path.jpg", "Aqua.jpg", "opencv_leuvenA.jpg"]
+    assert all(filecmp.cmp(root / r, p, shallow=False) for r, p in zip(rels, out, strict=True))
+    assert training_stills(tmp_path / "data") == sorted(out)  # extended/photos join the training stills
+
+
+def test_missing_photos_say_which_packages_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "PHOTO_FILES", ("usr/share/nowhere.jpg",))
+    with pytest.raises(FileNotFoundError, match="apt-get install lomiri-wallpapers-16.04 .* opencv-doc"):
+        data.materialize_photos(tmp_path / "extended", source=tmp_path)
+    assert not (tmp_path / "extended" / "photos").exists()

@@ -28,8 +28,20 @@ def test_choose_scale():
     assert choose_scale(scales, ciede, col, 10.0, "ciede") == 1.0
     assert choose_scale(scales, ciede, col, 10.0, "colorfulness") == 1.0
     assert choose_scale(scales, ciede, col, 10.0, "colorfulness", ratio=0.5) == 0.5
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'budget'"):
         choose_scale(scales, ciede, col, 10.0, "other")
+
+
+def test_choose_scale_budget_takes_the_most_color_within_the_budget():
+    scales = np.array([0.1, 0.2, 0.3, 0.4])
+    ciede = np.array([5.0, 5.4, 6.1, 7.0])  # gray scores 5.0
+    col = np.array([2.0, 4.0, 6.0, 8.0])
+    assert choose_scale(scales, ciede, col, 10.0, "budget", gray_ciede=5.0, budget=1.0) == 0.2
+    assert choose_scale(scales, ciede, col, 10.0, "budget", gray_ciede=5.0, budget=1.1) == 0.3
+    assert choose_scale(scales, ciede, col, 10.0, "budget", gray_ciede=5.0, budget=3.0) == 0.4
+    assert choose_scale(scales, ciede + 9, col, 10.0, "budget", gray_ciede=5.0) == 0.1  # none fits
+    with pytest.raises(ValueError, match="gray_ciede"):
+        choose_scale(scales, ciede, col, 10.0, "budget")
 
 
 def test_scores_of_perfect_and_gray_prediction():

@@ -19,7 +19,7 @@ from deeperfour.flow import (
     warp_torch,
 )
 
-from .conftest import texture
+from helpers import texture
 
 
 def constant_flow(h: int, w: int, dx: float, dy: float) -> np.ndarray:

@@ -21,7 +21,7 @@ from deeperfour.metrics import (
     warping_error_curve,
 )
 
-from .conftest import texture
+from helpers import texture
 
 
 def flickering(base: np.ndarray, n: int, amplitude: float) -> list[np.ndarray]:

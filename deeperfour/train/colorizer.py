@@ -58,6 +58,7 @@ class NoGANConfig:
     perceptual: str = "hed_vgg16"  # loss network: hed_vgg16, or torchvision_vgg16/19 with perceptual_weights
     perceptual_weights: str = ""  # local torchvision VGG state_dict for a torchvision perceptual network
     still_fraction: float = 0.5  # share of training crops drawn from the stills (the rest: clip frames)
+    crop_aspect: float = 1.0  # crops up to this many times wider than high, squeezed square (render_factor)
     precision: str = "bf16"  # autocast dtype on CPU/CUDA; fp32 to disable
     checkpoint_every: int = 50  # steps
 
@@ -103,7 +104,7 @@ def train_colorizer(images, out_dir: str | Path, model_cfg: ColorizerConfig, cfg
     vgg = vgg.freeze().to(device)
     opts = _optimizers(model, critic, cfg)
     weights = {"still": cfg.still_fraction, "clip": 1.0 - cfg.still_fraction}
-    sampler = CropSampler(images, seed, groups, weights if groups else None)
+    sampler = CropSampler(images, seed, groups, weights if groups else None, cfg.crop_aspect)
     ckpt = Checkpointer(out_dir / "train_state.pt")
     step, phase_i, phase_step = 0, 0, 0
     st = ckpt.load(restore_rng=False) if ckpt.exists() else None

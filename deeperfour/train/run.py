@@ -90,7 +90,8 @@ def nogan_config(p: Mapping[str, Any]):
                        adv_weight=p["adv_weight"], pixel_weight=p["pixel_weight"],
                        layer_weights={"relu2_2": p["w_relu2_2"], "relu3_3": p["w_relu3_3"]},
                        perceptual=p["perceptual"], perceptual_weights=p["perceptual_weights"],
-                       still_fraction=p["still_fraction"], precision=p["precision"])
+                       still_fraction=p["still_fraction"], crop_aspect=p["crop_aspect"],
+                       precision=p["precision"])
 
 
 def run_colorize(p: Mapping[str, Any], ctx: distributed.DistContext, progress: bool = True) -> None:
@@ -101,8 +102,10 @@ def run_colorize(p: Mapping[str, Any], ctx: distributed.DistContext, progress: b
 
     if p["weights"]:
         raise ValueError(f"colorize.weights = {p['weights']!r}: released weights are used, nothing to train")
-    images, groups = load_training_images(config.resolve(p["data_dir"]), clip_stride=p["clip_stride"])
-    train_colorizer(images, config.resolve(p["out_dir"]), ColorizerConfig(width=p["width"]), nogan_config(p),
+    images, groups = load_training_images(config.resolve(p["data_dir"]), clip_stride=p["clip_stride"],
+                                          video_stride=p["video_stride"])
+    model_cfg = ColorizerConfig(width=p["width"], encoder=p["encoder"], encoder_weights=p["encoder_weights"])
+    train_colorizer(images, config.resolve(p["out_dir"]), model_cfg, nogan_config(p),
                     seed=p["seed"], device=ctx.device, groups=groups, progress=progress)
 
 

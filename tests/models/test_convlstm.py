@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,7 +13,6 @@ from deeperfour.models.convlstm import (
     count_parameters,
     from_checkpoint,
     save_checkpoint,
-    stabilize_frames,
 )
 
 TINY = ConvLSTMConfig(nf=4, n_res_blocks=1)
@@ -98,17 +96,6 @@ def test_paper_size_is_about_3m_parameters():
     n = count_parameters(TemporalConsistencyNet(ConvLSTMConfig()))  # nf = 32, 5 residual blocks
     print(f"TemporalConsistencyNet(nf=32): {n:,} parameters")
     assert 2.5e6 < n < 3.5e6
-
-
-def test_stabilize_frames_streams_uint8_and_resets_at_cuts():
-    net = tiny_net()
-    rng = np.random.default_rng(0)
-    processed = [rng.integers(0, 256, (10, 14, 3), dtype=np.uint8) for _ in range(5)]
-    gray = [rng.integers(0, 256, (10, 14), dtype=np.uint8) for _ in range(5)]  # B&W input film
-    out = list(stabilize_frames(net, iter(processed), iter(gray), shot_starts=(3,)))
-    assert len(out) == 5 and all(o.shape == (10, 14, 3) and o.dtype == np.uint8 for o in out)
-    assert np.array_equal(out[0], processed[0]) and np.array_equal(out[3], processed[3])
-    assert not np.array_equal(out[1], processed[1])
 
 
 def test_flow_guided_variant_blends_the_aligned_past_through_its_gate():

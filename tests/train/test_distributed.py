@@ -14,7 +14,6 @@ its tolerance is rtol 1e-3 + atol 1e-4. Another seed, for scale, moves the losse
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from deeperfour.train.colorizer import NoGANConfig, train_colorizer
 from deeperfour.train.common import Checkpointer, read_curves
 from deeperfour.train.distributed import DistContext
 
+from helpers import tiny_features, torchrun_env
+
 # ----------------------------------------------------------------------------------------------
 # tiny configurations (global batches divisible by 2)
 
@@ -48,14 +49,6 @@ def blobs(n: int, seed: int, size: int = 32) -> np.ndarray:
             y, x = rng.integers(0, size - 8, 2)
             img[y : y + 8, x : x + 12] = rng.integers(0, 256, 3)
     return out
-
-
-def tiny_features(x01: torch.Tensor, layers=("conv4_3",)) -> dict[str, torch.Tensor]:
-    """A fixed random conv net standing in for the VGG (named like it)."""
-    g = torch.Generator().manual_seed(0)
-    w1, w2 = torch.randn(8, 3, 3, 3, generator=g) * 0.3, torch.randn(8, 8, 3, 3, generator=g) * 0.2
-    f = F.conv2d(F.relu(F.conv2d(x01, w1.to(x01), padding=1)), w2.to(x01), stride=2, padding=1)
-    return {n: f for n in layers}
 
 
 COLOR_IMAGES = list(blobs(4, 2, size=48))
@@ -132,7 +125,7 @@ def runs(tmp_path_factory):
     """Launch the 2-process worker, run the 1-process references meanwhile, then the 1-process resumes."""
     root = tmp_path_factory.mktemp("ddp")
     cartoonize(root / "cartoon_1to2", stop_after=CARTOON_STOP)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = torchrun_env()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", __file__,
            "worker", str(root)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

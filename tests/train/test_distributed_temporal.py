@@ -12,7 +12,6 @@ test_train_temporal_loss.py.)
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -23,9 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from deeperfour.models.cartoongan import CartoonGANConfig, CartoonGenerator
 from deeperfour.models.convlstm import from_checkpoint as load_convlstm
 from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
 from deeperfour.temporal_data import Clip
@@ -34,6 +31,8 @@ from deeperfour.train.common import Checkpointer, read_curves
 from deeperfour.train.convlstm import ConvLSTMTrainConfig, train_convlstm
 from deeperfour.train.distributed import DistContext
 from deeperfour.train.temporal_loss import TemporalLossConfig, finetune_temporal
+
+from helpers import tiny_cartoon_generator, tiny_features, torchrun_env
 
 # ----------------------------------------------------------------------------------------------
 # tiny configurations (global batches of 4 windows: 2 per rank)
@@ -58,19 +57,6 @@ def flickering_clip(name: str, seed: int, n: int = 10, size: int = 40, flicker: 
     return Clip(name, gray, flickered(), flickered(), list(shot_starts))
 
 
-def tiny_features(x01: torch.Tensor, layers=("relu4_3",)) -> dict[str, torch.Tensor]:
-    """A fixed random conv net standing in for the VGG (named like it)."""
-    g = torch.Generator().manual_seed(0)
-    w1, w2 = torch.randn(8, 3, 3, 3, generator=g) * 0.3, torch.randn(8, 8, 3, 3, generator=g) * 0.2
-    f = F.conv2d(F.relu(F.conv2d(x01, w1.to(x01), padding=1)), w2.to(x01), stride=2, padding=1)
-    return {n: f for n in layers}
-
-
-def tiny_base() -> CartoonGenerator:
-    torch.manual_seed(0)
-    return CartoonGenerator(CartoonGANConfig(variant="light", base_channels=4, n_res_blocks=1)).eval()
-
-
 CLIPS = [flickering_clip("a", 0), flickering_clip("b", 1, shot_starts=(0, 5))]
 CONV = ConvLSTMTrainConfig(nf=4, n_res_blocks=1, clip_len=4, crop=32, batch=4, steps=6, lr=3e-3,
                            precision="fp32", log_every=1, checkpoint_every=100)
@@ -84,7 +70,7 @@ def convlstm(out: Path, cfg: ConvLSTMTrainConfig = CONV, **kw):
 
 
 def temporal(out: Path, cfg: TemporalLossConfig = TEMP, **kw):
-    return finetune_temporal(tiny_base(), CLIPS, tiny_features, cfg, out, progress=False, **kw)
+    return finetune_temporal(tiny_cartoon_generator(), CLIPS, tiny_features, cfg, out, progress=False, **kw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -116,7 +102,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp_temporal")
     convlstm(root / "conv_1to2", stop_after=STOP)
     temporal(root / "temp_1to2", stop_after=STOP)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = torchrun_env()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", __file__,
            "worker", str(root)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

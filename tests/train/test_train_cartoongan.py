@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from deeperfour.edges import edge_smooth
 from deeperfour.models.cartoongan import from_checkpoint
@@ -19,6 +18,8 @@ from deeperfour.train.cartoongan import (
 )
 from deeperfour.train.common import Checkpointer, read_curves
 
+from helpers import tiny_features
+
 
 def blobs(n: int, seed: int, size: int = 32) -> np.ndarray:
     """Seeded images of a few flat colored rectangles: (n, size, size, 3) uint8."""
@@ -30,14 +31,6 @@ def blobs(n: int, seed: int, size: int = 32) -> np.ndarray:
             y, x = rng.integers(0, size - 8, 2)
             img[y : y + 8, x : x + 12] = rng.integers(0, 256, 3)
     return out
-
-
-def tiny_features(x01: torch.Tensor, layers=("conv4_3",)) -> dict[str, torch.Tensor]:
-    """A fixed random two-layer conv net standing in for the VGG (named like it)."""
-    g = torch.Generator().manual_seed(0)
-    w1, w2 = torch.randn(8, 3, 3, 3, generator=g) * 0.3, torch.randn(8, 8, 3, 3, generator=g) * 0.2
-    f = F.conv2d(F.relu(F.conv2d(x01, w1.to(x01), padding=1)), w2.to(x01), stride=2, padding=1)
-    return {n: f for n in layers}
 
 
 PHOTOS, CARTOONS = blobs(6, 0), blobs(6, 1)

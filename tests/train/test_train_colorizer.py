@@ -60,3 +60,18 @@ def test_crops_and_mean_chroma():
     assert u > 0.05 and v < 0
     y, uv = CropSampler([img], 0).batch(16, 3)
     assert y.shape == (3, 1, 16, 16) and uv.shape == (3, 2, 16, 16)
+
+
+def test_wide_crops_are_squeezed_like_render_factor():
+    """max_aspect: a crop up to that many times wider than high, squeezed square; 1 = square crops."""
+    img = np.zeros((100, 400, 3), np.uint8)
+    img[:, :, 0] = (np.arange(400) // 2).astype(np.uint8)[None, :]  # red ramp: 1 level per 2 px of x
+    rng = np.random.default_rng(0)
+    widths = []  # source width of each crop, read off the ramp
+    for _ in range(200):
+        crop = random_crop(img, 16, rng, min_scale=1.0, max_aspect=2.4)  # full height: 100 px high
+        assert crop.shape == (16, 16, 3)
+        widths.append(abs(int(crop[0, -1, 0]) - int(crop[0, 0, 0])) * 2 * 16 / 15)
+    assert 80 < min(widths) and max(widths) < 265 and np.median(widths) > 130
+    square = random_crop(img, 16, np.random.default_rng(1), min_scale=1.0)
+    assert abs(int(square[0, -1, 0]) - int(square[0, 0, 0])) * 2 * 16 / 15 < 110

@@ -20,8 +20,8 @@ from deeperfour.models.convlstm import (
     ConvLSTMConfig,
     TemporalConsistencyNet,
     from_checkpoint,
-    stabilize_frames,
 )
+from deeperfour.stabilize import ConvLSTMStabilizer, stabilize
 from deeperfour.temporal_data import Clip
 from deeperfour.train.common import Checkpointer, read_curves
 from deeperfour.train.convlstm import (
@@ -37,17 +37,13 @@ from deeperfour.train.convlstm import (
     window_flows,
 )
 
-
-def texture(h: int, w: int, seed: int) -> np.ndarray:
-    """Seeded smooth RGB texture (h, w, 3) uint8, structured everywhere (so flow is well defined)."""
-    r = cv2.GaussianBlur(np.random.default_rng(seed).random((h, w, 3)).astype(np.float32), (0, 0), 2.0)
-    return ((r - r.min()) / (r.max() - r.min()) * 255.0 + 0.5).astype(np.uint8)
+from helpers import texture
 
 
 def flickering_clip(name: str, seed: int, n: int = 10, size: int = 40, flicker: float = 0.4,
                     shot_starts=(0,)) -> Clip:
     """A texture panning 1 px/frame; the per-frame results get a random brightness factor per frame."""
-    big = texture(size, size + n, seed)
+    big = texture(size, size + n, seed, sigma=2.0)
     color = np.stack([big[:, t : t + size] for t in range(n)])  # (T, H, W, 3): frame t shows big(x + t)
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in color])  # (T, H, W)
     rng = np.random.default_rng(seed + 1000)
@@ -219,7 +215,7 @@ def test_training_reduces_flicker_on_a_held_out_clip(tmp_path):
     cfg = replace(CFG, steps=100, clip_len=3, crop=24, log_every=10, checkpoint_every=100)
     result = run(tmp_path, cfg=cfg)
     test = flickering_clip("held_out", 7, n=12)
-    stable = np.stack(list(stabilize_frames(result.net, iter(test.colorized), iter(test.gray))))
+    stable = np.stack(list(stabilize(ConvLSTMStabilizer(result.net), test.colorized, test.gray)))
     e_net, e_frames = warping_error(stable, test.gray), warping_error(test.colorized, test.gray)
     assert e_net < 0.5 * e_frames, (e_net, e_frames)
     curves = loss_curves(tmp_path)

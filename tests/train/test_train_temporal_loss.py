@@ -8,11 +8,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from deeperfour.color import luminance
 from deeperfour.metrics import warping_error
-from deeperfour.models.cartoongan import CartoonGANConfig, CartoonGenerator
 from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator, TemporalCartoonizer
 from deeperfour.stabilize import stabilize
 from deeperfour.temporal_data import Clip, cartoonize_frames
@@ -24,6 +22,8 @@ from deeperfour.train.temporal_loss import (
     finetune_temporal,
     window_flows,
 )
+
+from helpers import tiny_cartoon_generator, tiny_features
 
 
 def flickering_clip(n: int = 16, h: int = 48, w: int = 48, seed: int = 0, amp: float = 0.25) -> Clip:
@@ -47,26 +47,14 @@ def flickering_clip(n: int = 16, h: int = 48, w: int = 48, seed: int = 0, amp: f
     return Clip("flicker", np.stack(gray), col, col.copy(), [0])
 
 
-def tiny_features(x01: torch.Tensor, layers=("conv4_3",)) -> dict[str, torch.Tensor]:
-    """A fixed random two-layer conv net standing in for the VGG (named like it)."""
-    g = torch.Generator().manual_seed(0)
-    w1, w2 = torch.randn(8, 3, 3, 3, generator=g) * 0.3, torch.randn(8, 8, 3, 3, generator=g) * 0.2
-    f = F.conv2d(F.relu(F.conv2d(x01, w1.to(x01), padding=1)), w2.to(x01), stride=2, padding=1)
-    return {n: f for n in layers}
-
-
-def tiny_base() -> CartoonGenerator:
-    torch.manual_seed(0)
-    return CartoonGenerator(CartoonGANConfig(variant="light", base_channels=4, n_res_blocks=1)).eval()
-
-
 CLIP = flickering_clip()
 CFG = TemporalLossConfig(crop=32, batch=2, steps=6, lr=3e-4, precision="fp32", log_every=1,
                          checkpoint_every=4)
 
 
 def run(out, cfg=CFG, base=None, **kw):
-    return finetune_temporal(base or tiny_base(), [CLIP], tiny_features, cfg, out, progress=False, **kw)
+    base = base or tiny_cartoon_generator()
+    return finetune_temporal(base, [CLIP], tiny_features, cfg, out, progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +140,7 @@ def test_logs_generator_and_start_from_the_base(straight):
 
 
 def test_base_is_left_unchanged(tmp_path):
-    base = tiny_base()
+    base = tiny_cartoon_generator()
     before = {k: v.clone() for k, v in base.state_dict().items()}
     run(tmp_path, replace(CFG, steps=2), base=base)
     for k, v in base.state_dict().items():
@@ -177,7 +165,7 @@ def test_other_config_or_base_starts_fresh(tmp_path):
     run(tmp_path, stop_after=2)
     assert run(tmp_path, replace(CFG, steps=3)).resumed_from == 0
     run(tmp_path, stop_after=2)
-    other = tiny_base()
+    other = tiny_cartoon_generator()
     with torch.no_grad():
         other.conv01_1.bias.add_(0.1)
     assert run(tmp_path, base=other).resumed_from == 0
@@ -188,7 +176,7 @@ def test_fine_tuning_lowers_the_warping_error(tmp_path):
 
     The output must still follow the per-frame cartoon (correlation), so a constant image does not pass.
     """
-    base = tiny_base()
+    base = tiny_cartoon_generator()
     cfg = replace(CFG, steps=30, lr=3e-4, pixel=10.0, gamma=300.0, log_every=10, checkpoint_every=100)
     tuned = run(tmp_path, cfg, base=base).generator
     per_frame = cartoonize_frames(base, list(CLIP.colorized), precision="fp32")  # (T, H, W, 3)
