@@ -27,7 +27,14 @@ from deeperfour.models.blocks import (
     settle_spectral_norm,
 )
 from deeperfour.models.colorizer import ColorizerConfig, UNetColorizerBase
-from deeperfour.models.deoldify import IMAGENET_MEAN, IMAGENET_STD, SKIP_IDX, _body_channels, resnet_body
+from deeperfour.models.deoldify import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SKIP_IDX,
+    _body_channels,
+    _few,
+    resnet_body,
+)
 from deeperfour.models.features import _read_state_dict
 
 RESNET_DEPTHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
@@ -39,10 +46,6 @@ def _rename(key: str, names: dict[str, str]) -> str:
     """Swap the first key component: body index <-> torchvision child name."""
     head, rest = key.split(".", 1)
     return f"{names[head]}.{rest}"
-
-
-def _few(items: list[str], n: int = 3) -> str:
-    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
 
 
 def load_torchvision_resnet(body: nn.Sequential, path: str | os.PathLike, depth: int) -> nn.Sequential:
