@@ -14,14 +14,18 @@ import matplotlib.pyplot as plt  # headless runs: matplotlib picks Agg itself (o
 import numpy as np
 
 DPI = 100
+MAX_PIXELS = 1_000_000  # saved PNGs stay small for git: large photo grids are saved at a lower dpi
 
 
 def save(fig, path: str | os.PathLike) -> Path:
-    """Save ``fig`` as PNG at the house dpi (atomically, no timestamp metadata) and close it."""
+    """Save ``fig`` as PNG at the house dpi, lowered so that it has at most ``MAX_PIXELS`` pixels
+    (atomically, no timestamp metadata) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    w, h = fig.get_size_inches()
+    dpi = min(DPI, (MAX_PIXELS / (w * h)) ** 0.5)
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     os.replace(tmp, path)
     return path
