@@ -6,6 +6,9 @@ launches pass it in PYTHONPATH). Fixtures stay in conftest.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -41,9 +44,23 @@ def tiny_cartoon_generator(seed: int = 0) -> CartoonGenerator:
     return CartoonGenerator(CartoonGANConfig(variant="light", base_channels=4, n_res_blocks=1)).eval()
 
 
-def torchrun_env() -> dict[str, str]:
-    """Environment of a torchrun launch of a test file: one thread per process, helpers importable."""
-    import os
+def blobs(n: int, seed: int, size: int = 32) -> np.ndarray:
+    """Seeded images of a few flat colored rectangles: (n, size, size, 3) uint8."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n, size, size, 3), np.uint8)
+    for img in out:
+        img[:] = rng.integers(0, 256, 3)
+        for _ in range(3):
+            y, x = rng.integers(0, size - 8, 2)
+            img[y : y + 8, x : x + 12] = rng.integers(0, 256, 3)
+    return out
 
+
+def start_torchrun_worker(script: str | Path, root: Path) -> subprocess.Popen:
+    """``torchrun --standalone --nproc-per-node 2 SCRIPT worker ROOT`` in the background, one thread
+    per process and these helpers importable; stdout and stderr merged into ``proc.stdout``."""
     path = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(script), "worker", str(root)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -37,9 +37,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -116,11 +115,6 @@ class TrainConfig:
         gan = [self.init_steps + round(k * self.gan_steps / self.n_snapshots)
                for k in range(1, self.n_snapshots + 1)] if self.n_snapshots > 0 else []
         return sorted({0, self.init_steps, *gan})
-
-
-def config_from(d: Mapping[str, Any]) -> TrainConfig:
-    known = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass

@@ -43,9 +43,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -132,12 +131,6 @@ class ConvLSTMTrainConfig:
 
     def model_config(self) -> ConvLSTMConfig:
         return ConvLSTMConfig(nf=self.nf, n_res_blocks=self.n_res_blocks, warp_prev=self.warp_prev)
-
-
-def config_from(d: Mapping[str, Any]) -> ConvLSTMTrainConfig:
-    """A config from a dict (params.yaml section, checkpoint), ignoring keys it does not know."""
-    known = {f.name for f in fields(ConvLSTMTrainConfig)}
-    return ConvLSTMTrainConfig(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass

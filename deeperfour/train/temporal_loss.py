@@ -50,9 +50,8 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -126,12 +125,6 @@ class TemporalLossConfig:
         if not js or js[0] < 1:
             raise bad
         return tuple(js)
-
-
-def config_from(d: Mapping[str, Any]) -> TemporalLossConfig:
-    """Rebuild a config from ``asdict`` output (e.g. a checkpoint), ignoring unknown keys."""
-    known = {f.name for f in fields(TemporalLossConfig)}
-    return TemporalLossConfig(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass

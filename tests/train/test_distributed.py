@@ -15,7 +15,6 @@ its tolerance is rtol 1e-3 + atol 1e-4. Another seed, for scale, moves the losse
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,22 +32,10 @@ from deeperfour.train.colorizer import NoGANConfig, train_colorizer
 from deeperfour.train.common import Checkpointer, read_curves
 from deeperfour.train.distributed import DistContext
 
-from helpers import tiny_features, torchrun_env
+from helpers import blobs, start_torchrun_worker, tiny_features
 
 # ----------------------------------------------------------------------------------------------
 # tiny configurations (global batches divisible by 2)
-
-
-def blobs(n: int, seed: int, size: int = 32) -> np.ndarray:
-    """Seeded images of flat colored rectangles: (n, size, size, 3) uint8."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros((n, size, size, 3), np.uint8)
-    for img in out:
-        img[:] = rng.integers(0, 256, 3)
-        for _ in range(3):
-            y, x = rng.integers(0, size - 8, 2)
-            img[y : y + 8, x : x + 12] = rng.integers(0, 256, 3)
-    return out
 
 
 COLOR_IMAGES = list(blobs(4, 2, size=48))
@@ -125,10 +112,7 @@ def runs(tmp_path_factory):
     """Launch the 2-process worker, run the 1-process references meanwhile, then the 1-process resumes."""
     root = tmp_path_factory.mktemp("ddp")
     cartoonize(root / "cartoon_1to2", stop_after=CARTOON_STOP)
-    env = torchrun_env()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", __file__,
-           "worker", str(root)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_torchrun_worker(__file__, root)
     try:
         colorize(root / "color_1")
         cartoonize(root / "cartoon_1")

@@ -13,7 +13,6 @@ test_train_temporal_loss.py.)
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from deeperfour.train.convlstm import ConvLSTMTrainConfig, train_convlstm
 from deeperfour.train.distributed import DistContext
 from deeperfour.train.temporal_loss import TemporalLossConfig, finetune_temporal
 
-from helpers import tiny_cartoon_generator, tiny_features, torchrun_env
+from helpers import start_torchrun_worker, tiny_cartoon_generator, tiny_features
 
 # ----------------------------------------------------------------------------------------------
 # tiny configurations (global batches of 4 windows: 2 per rank)
@@ -102,10 +101,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp_temporal")
     convlstm(root / "conv_1to2", stop_after=STOP)
     temporal(root / "temp_1to2", stop_after=STOP)
-    env = torchrun_env()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", __file__,
-           "worker", str(root)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_torchrun_worker(__file__, root)
     try:
         convlstm(root / "conv_1")
         temporal(root / "temp_1")

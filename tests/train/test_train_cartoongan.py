@@ -18,20 +18,7 @@ from deeperfour.train.cartoongan import (
 )
 from deeperfour.train.common import Checkpointer, read_curves
 
-from helpers import tiny_features
-
-
-def blobs(n: int, seed: int, size: int = 32) -> np.ndarray:
-    """Seeded images of a few flat colored rectangles: (n, size, size, 3) uint8."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros((n, size, size, 3), np.uint8)
-    for img in out:
-        img[:] = rng.integers(0, 256, 3)
-        for _ in range(3):
-            y, x = rng.integers(0, size - 8, 2)
-            img[y : y + 8, x : x + 12] = rng.integers(0, 256, 3)
-    return out
-
+from helpers import blobs, tiny_features
 
 PHOTOS, CARTOONS = blobs(6, 0), blobs(6, 1)
 SMOOTH = np.stack([edge_smooth(c) for c in CARTOONS])
