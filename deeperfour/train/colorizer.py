@@ -22,8 +22,10 @@ are averaged over the ranks, and rank 0 writes the checkpoint, which resumes on 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -63,9 +65,17 @@ class NoGANConfig:
     checkpoint_every: int = 50  # steps
 
     @classmethod
-    def from_params(cls, p: dict) -> NoGANConfig:
-        fields = cls.__dataclass_fields__
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in p.items() if k in fields})
+    def from_params(cls, p: Mapping[str, Any]) -> NoGANConfig:
+        """The NoGAN schedule from the ``colorize`` parameters (params.yaml names; notebook 01 passes
+        its parameters cell, the stage launcher the params section)."""
+        return cls(sizes=(p["size_small"], p["size_large"]), batch=(p["batch_small"], p["batch_large"]),
+                   steps_frozen=p["steps_frozen"], steps_unfrozen=p["steps_unfrozen"],
+                   steps_critic=p["steps_critic"], steps_gan=p["steps_gan"], lr=p["lr"],
+                   unfreeze_from=p["unfreeze_from"], gan_lr=p["gan_lr"], ttur=p["ttur"],
+                   adv_weight=p["adv_weight"], pixel_weight=p["pixel_weight"],
+                   layer_weights={"relu2_2": p["w_relu2_2"], "relu3_3": p["w_relu3_3"]},
+                   perceptual=p["perceptual"], perceptual_weights=p["perceptual_weights"],
+                   still_fraction=p["still_fraction"], crop_aspect=p["crop_aspect"], precision=p["precision"])
 
     def phases(self) -> list[tuple[str, int, int, int]]:
         """[(name, steps, size, batch)]."""

@@ -79,33 +79,18 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 # stages (each mirrors its notebook's training cell)
 
 
-def nogan_config(p: Mapping[str, Any]):
-    """The NoGAN schedule of ``notebooks/01_colorize.ipynb`` from the ``colorize`` parameters."""
-    from deeperfour.train.colorizer import NoGANConfig
-
-    return NoGANConfig(sizes=(p["size_small"], p["size_large"]), batch=(p["batch_small"], p["batch_large"]),
-                       steps_frozen=p["steps_frozen"], steps_unfrozen=p["steps_unfrozen"],
-                       steps_critic=p["steps_critic"], steps_gan=p["steps_gan"], lr=p["lr"],
-                       unfreeze_from=p["unfreeze_from"], gan_lr=p["gan_lr"], ttur=p["ttur"],
-                       adv_weight=p["adv_weight"], pixel_weight=p["pixel_weight"],
-                       layer_weights={"relu2_2": p["w_relu2_2"], "relu3_3": p["w_relu3_3"]},
-                       perceptual=p["perceptual"], perceptual_weights=p["perceptual_weights"],
-                       still_fraction=p["still_fraction"], crop_aspect=p["crop_aspect"],
-                       precision=p["precision"])
-
-
 def run_colorize(p: Mapping[str, Any], ctx: distributed.DistContext, progress: bool = True) -> None:
     """NoGAN training of the colorizer into ``out_dir/train_state.pt`` (as notebook 01)."""
     from deeperfour.colorize_data import load_training_images
     from deeperfour.models.colorizer import ColorizerConfig
-    from deeperfour.train.colorizer import train_colorizer
+    from deeperfour.train.colorizer import NoGANConfig, train_colorizer
 
     if p["weights"]:
         raise ValueError(f"colorize.weights = {p['weights']!r}: released weights are used, nothing to train")
     images, groups = load_training_images(config.resolve(p["data_dir"]), clip_stride=p["clip_stride"],
                                           video_stride=p["video_stride"])
     model_cfg = ColorizerConfig(width=p["width"], encoder=p["encoder"], encoder_weights=p["encoder_weights"])
-    train_colorizer(images, config.resolve(p["out_dir"]), model_cfg, nogan_config(p),
+    train_colorizer(images, config.resolve(p["out_dir"]), model_cfg, NoGANConfig.from_params(p),
                     seed=p["seed"], device=ctx.device, groups=groups, progress=progress)
 
 

@@ -262,9 +262,10 @@ def test_globalize_keeps_state_dict_keys():
 
 def test_run_cli_builds_the_notebook_configs():
     from deeperfour.train import run
+    from deeperfour.train.colorizer import NoGANConfig
 
     p = run.stage_params("colorize", overrides=run.parse_set(["steps_gan=7", "lr=5e-05", "weights="]))
-    cfg = run.nogan_config(p)
+    cfg = NoGANConfig.from_params(p)
     assert cfg.steps_gan == 7 and cfg.lr == 5e-05 and p["weights"] == "" and p["out_dir"] == "build/colorize"
     assert cfg.layer_weights == {"relu2_2": p["w_relu2_2"], "relu3_3": p["w_relu3_3"]}
     tc = run.cartoongan_config(run.stage_params("train_cartoongan"), "bunny")
