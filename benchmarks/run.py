@@ -216,7 +216,9 @@ def build_colorize(s: Settings, render_factor: int, net: str, batch: int, precis
             weights, scale = "trained", float(extra.get("chroma_scale", 1.0))
         else:
             net = build_colorizer(ColorizerConfig(width=int(s.params["colorize"]["width"])), pretrained=False)
-        name = f"DeeperFour colorizer (VGG16 U-Net, width {net.config.width})"
+        members = len(getattr(net, "members", [net]))
+        name = f"DeeperFour colorizer (VGG16 U-Net, width {net.config.width}" + (
+            f", mean of {members} seeds)" if members > 1 else ")")
     elif which == "deoldify":
         # real construction on the CPU (no meta device): the 218 M parameters are allocated and initialized
         cfg = DeOldifyConfig(arch="wide", resnet=18, body_width=8, nf=64) if s.quick else "video"

@@ -8,7 +8,8 @@ spectral-normed convs, one SAGAN self-attention block. It predicts CHROMA only: 
 
 Option: ``encoder="resnet18" | ... | "resnet101"`` puts the same decoder on a torchvision ResNet
 whose weights come from a local file (``colorizer_resnet.py``); ``build_colorizer`` and
-``load_colorizer`` dispatch on ``ColorizerConfig.encoder``.
+``load_colorizer`` dispatch on ``ColorizerConfig.encoder``. ``ColorizerEnsemble`` averages the chroma
+of several colorizers trained from different seeds (one checkpoint holds them all).
 
 The critic is a spectral-normed conv net with self-attention and dropout (SAGAN puts attention
 in both networks), trained with the hinge loss of paper Eqs. (1)-(2).
@@ -40,6 +41,8 @@ from deeperfour.models.blocks import (
 from deeperfour.models.features import VGG16Features, load_hed_vgg16
 
 if TYPE_CHECKING:  # colorizer_resnet imports this module: imported lazily where used
+    from collections.abc import Sequence
+
     from deeperfour.models.colorizer_resnet import ResNetColorizer
 
 CHECKPOINT_VERSION = 1
@@ -175,19 +178,44 @@ class Critic(nn.Module):
         return self.net(rgb * 2 - 1)  # (B, 1, H/16, W/16)
 
 
-def save_colorizer(path: str | os.PathLike, model: Colorizer | ResNetColorizer, **extra: Any) -> Path:
-    """``{"model": state_dict, "config": ..., "version": ..., **extra}``, written atomically."""
+class ColorizerEnsemble(nn.Module):
+    """Several colorizers of one config, trained from different seeds; predicts their MEAN chroma.
+
+    Gray (B, 1, H, W) in [0, 1] -> centered UV (B, 2, H, W), as each member. On CPU-scale data a
+    single NoGAN run's hues vary a lot with its seed; the average keeps what the members agree on
+    (the colors the content implies) and cancels much of each one's own guesses.
+    """
+
+    def __init__(self, members: Sequence[Colorizer | ResNetColorizer]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one colorizer")
+        if any(m.config != members[0].config for m in members):
+            raise ValueError("ensemble members must share one ColorizerConfig, got "
+                             f"{sorted({str(m.config) for m in members})}")
+        self.members = nn.ModuleList(members)
+        self.config = members[0].config
+
+    def forward(self, gray: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(gray) for m in self.members]).mean(0)  # (B, 2, H, W)
+
+
+def save_colorizer(path: str | os.PathLike, model: Colorizer | ResNetColorizer | ColorizerEnsemble,
+                   **extra: Any) -> Path:
+    """``{"model": state_dict, "config": ..., "version": ..., "members": n, **extra}``, written atomically
+    (``members``: 0 for one colorizer, else the size of a ``ColorizerEnsemble``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
+    members = len(model.members) if isinstance(model, ColorizerEnsemble) else 0
     torch.save({"model": model.state_dict(), "config": model.config.to_dict(), "version": CHECKPOINT_VERSION,
-                **extra}, tmp)
+                "members": members, **extra}, tmp)
     os.replace(tmp, path)
     return path
 
 
 def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "cpu"
-                   ) -> tuple[Colorizer | ResNetColorizer, dict[str, Any]]:
+                   ) -> tuple[Colorizer | ResNetColorizer | ColorizerEnsemble, dict[str, Any]]:
     """Rebuild a colorizer from its own checkpoint; returns (model in eval mode, the extra entries).
 
     A ResNet colorizer needs no torchvision file here: its encoder weights are in the checkpoint."""
@@ -202,12 +230,16 @@ def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "
         raise ValueError(f"{path}: not a DeeperFour colorizer checkpoint "
                          "(expected keys model/config/version)")
     config = ColorizerConfig.from_dict(ck["config"])
-    if config.encoder == "hed_vgg16":
-        model = Colorizer(config)
-    else:
+
+    def bare() -> Colorizer | ResNetColorizer:  # random body, overwritten by the checkpoint
+        if config.encoder == "hed_vgg16":
+            return Colorizer(config)
         from deeperfour.models.colorizer_resnet import ResNetColorizer
 
-        model = ResNetColorizer(config)  # random body, overwritten by the checkpoint
+        return ResNetColorizer(config)
+
+    n = int(ck.get("members", 0))
+    model = ColorizerEnsemble([bare() for _ in range(n)]) if n else bare()
     model.load_state_dict(ck["model"])
     model.eval()
-    return model, {k: v for k, v in ck.items() if k not in ("model", "config", "version")}
+    return model, {k: v for k, v in ck.items() if k not in ("model", "config", "version", "members")}

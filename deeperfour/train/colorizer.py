@@ -18,25 +18,36 @@ Under ``torchrun`` (``deeperfour.train.distributed``) each rank takes its slice 
 batch, G and the critic are DistributedDataParallel (G re-wrapped at each phase, since freezing
 changes its trainable set), batch norm and the critic's dropout see the global batch, logged losses
 are averaged over the ranks, and rank 0 writes the checkpoint, which resumes on any number of ranks.
+
+``train_ensemble`` runs this schedule once per seed (each member resumable in its own folder) and
+returns the members as one ``ColorizerEnsemble`` (their chroma averaged).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from deeperfour.color import yuv_to_rgb_t
 from deeperfour.colorize_data import CropSampler
 from deeperfour.losses.colorize import feature_loss, hinge_critic_loss, hinge_generator_loss
-from deeperfour.models.colorizer import Colorizer, ColorizerConfig, Critic, build_colorizer, save_colorizer
+from deeperfour.models.colorizer import (
+    Colorizer,
+    ColorizerConfig,
+    ColorizerEnsemble,
+    Critic,
+    build_colorizer,
+    save_colorizer,
+)
 from deeperfour.models.features import VGG16Features, build_features
 from deeperfour.train import distributed
-from deeperfour.train.common import Checkpointer, LossLog, autocast, set_rng_state
+from deeperfour.train.common import Checkpointer, LossLog, autocast, read_curves, set_rng_state
 
 
 @dataclass
@@ -96,7 +107,7 @@ def _optimizers(model: Colorizer, critic: Critic, cfg: NoGANConfig) -> dict[str,
 def train_colorizer(images, out_dir: str | Path, model_cfg: ColorizerConfig, cfg: NoGANConfig,
                     seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
                     stop_after: int | None = None, pretrained: bool = True,
-                    groups: list[str] | None = None) -> Colorizer:
+                    groups: list[str] | None = None, label: str = "NoGAN") -> Colorizer:
     """Run (or resume) NoGAN training; returns the generator. ``stop_after`` ends the run after that
     many global steps (simulates an interruption; the checkpoint then resumes it)."""
     out_dir = Path(out_dir)
@@ -140,7 +151,7 @@ def train_colorizer(images, out_dir: str | Path, model_cfg: ColorizerConfig, cfg
 
     phases = cfg.phases()
     total = sum(p[1] for p in phases)
-    bar = tqdm(total=total, initial=step, desc="NoGAN", unit="step", disable=not progress or not ctx.is_main)
+    bar = tqdm(total=total, initial=step, desc=label, unit="step", disable=not progress or not ctx.is_main)
     critic_ddp = ctx.wrap(critic)  # the module itself in one process
     try:
         for pi in range(phase_i, len(phases)):
@@ -210,6 +221,39 @@ def _step(name, model, critic, vgg, opts, cfg: NoGANConfig, y, uv, device) -> di
             "feature": feat.item()}
 
 
-def finish(model: Colorizer, out_dir: str | Path, **extra) -> Path:
+def member_dirs(out_dir: str | Path, n: int) -> list[Path]:
+    """Where each member of an ``n``-seed ensemble trains: ``out_dir`` itself for one seed (the
+    single-model layout), else ``out_dir/member<k>``."""
+    out_dir = Path(out_dir)
+    return [out_dir] if n == 1 else [out_dir / f"member{k}" for k in range(n)]
+
+
+def train_ensemble(images, out_dir: str | Path, model_cfg: ColorizerConfig, cfg: NoGANConfig,
+                   seeds: Sequence[int], **kwargs: Any) -> Colorizer | ColorizerEnsemble:
+    """NoGAN training once per seed, each run resumable in its own ``member_dirs`` folder; one seed
+    gives that ``Colorizer`` (exactly ``train_colorizer``), several a ``ColorizerEnsemble`` of them.
+    ``kwargs`` go to ``train_colorizer`` (device, progress, groups, pretrained)."""
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"an ensemble needs distinct seeds, at least one (colorize.ensemble >= 1): {seeds}")
+    n = len(seeds)
+    labels = [f"NoGAN {k + 1}/{n}" for k in range(n)] if n > 1 else ["NoGAN"]
+    members = [train_colorizer(images, d, model_cfg, cfg, seed=s, label=lab, **kwargs)
+               for d, s, lab in zip(member_dirs(out_dir, n), seeds, labels, strict=True)]
+    return members[0] if len(members) == 1 else ColorizerEnsemble(members)
+
+
+def ensemble_curves(out_dir: str | Path, n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The members' dvclive losses for one figure: all of one colorizer's, or each member's main loss
+    per phase (``feature``, ``critic``, ``generator``) named ``<phase>/<loss> m<k>``."""
+    dirs = member_dirs(out_dir, n)
+    if n == 1:
+        return read_curves(dirs[0] / "dvclive")
+    return {f"{name} m{k}": curve for k, d in enumerate(dirs)
+            for name, curve in read_curves(d / "dvclive").items()
+            if name.rsplit("/", 1)[-1] in ("feature", "critic", "generator")}
+
+
+def finish(model: Colorizer | ColorizerEnsemble, out_dir: str | Path, **extra) -> Path:
     """Write the final generator checkpoint (config + calibration inside)."""
     return save_colorizer(Path(out_dir) / "colorizer.pt", model, **extra)

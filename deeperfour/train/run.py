@@ -80,18 +80,19 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def run_colorize(p: Mapping[str, Any], ctx: distributed.DistContext, progress: bool = True) -> None:
-    """NoGAN training of the colorizer into ``out_dir/train_state.pt`` (as notebook 01)."""
+    """NoGAN training of the colorizer (``ensemble`` seeds) into ``out_dir`` (as notebook 01)."""
     from deeperfour.colorize_data import load_training_images
     from deeperfour.models.colorizer import ColorizerConfig
-    from deeperfour.train.colorizer import NoGANConfig, train_colorizer
+    from deeperfour.train.colorizer import NoGANConfig, train_ensemble
 
     if p["weights"]:
         raise ValueError(f"colorize.weights = {p['weights']!r}: released weights are used, nothing to train")
     images, groups = load_training_images(config.resolve(p["data_dir"]), clip_stride=p["clip_stride"],
                                           video_stride=p["video_stride"])
     model_cfg = ColorizerConfig(width=p["width"], encoder=p["encoder"], encoder_weights=p["encoder_weights"])
-    train_colorizer(images, config.resolve(p["out_dir"]), model_cfg, NoGANConfig.from_params(p),
-                    seed=p["seed"], device=ctx.device, groups=groups, progress=progress)
+    train_ensemble(images, config.resolve(p["out_dir"]), model_cfg, NoGANConfig.from_params(p),
+                   range(p["seed"], p["seed"] + p["ensemble"]), device=ctx.device, groups=groups,
+                   progress=progress)
 
 
 def cartoongan_config(p: Mapping[str, Any], style: str):

@@ -10,6 +10,7 @@ from deeperfour.losses.colorize import hinge_critic_loss, hinge_generator_loss
 from deeperfour.models.colorizer import (
     UV_RANGE,
     ColorizerConfig,
+    ColorizerEnsemble,
     Critic,
     build_colorizer,
     load_colorizer,
@@ -41,6 +42,23 @@ def test_checkpoint_roundtrip(tiny, tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="bad.pt"):
         load_colorizer(tmp_path / "bad.pt")
+
+
+def test_ensemble_members_share_one_config():
+    torch.manual_seed(1)
+    a, b = (build_colorizer(ColorizerConfig(width=w), pretrained=False) for w in (16, 8))
+    with pytest.raises(ValueError, match="one ColorizerConfig"):
+        ColorizerEnsemble([a, b])
+    with pytest.raises(ValueError, match="at least one"):
+        ColorizerEnsemble([])
+
+
+def test_ensemble_keeps_input_luma(tiny):
+    torch.manual_seed(2)
+    ens = ColorizerEnsemble([tiny, build_colorizer(ColorizerConfig(width=16), pretrained=False)]).eval()
+    gray = np.random.default_rng(0).integers(0, 256, (45, 67), dtype=np.uint8)
+    rgb = next(iter(colorize_frames(ens, [gray], 5, chroma_scale=3.0)))
+    assert rgb.shape == (45, 67, 3) and np.abs(luminance(rgb).astype(int) - gray.astype(int)).max() <= 1
 
 
 @pytest.mark.parametrize("render_factor", [2, 5, 21])

@@ -1,11 +1,12 @@
 """NoGAN training on a tiny seeded model: phases run, losses fall, a resumed run equals a straight one."""
 
 import numpy as np
+import pytest
 import torch
 
 from deeperfour.colorize_data import CropSampler, mean_chroma, random_crop
-from deeperfour.models.colorizer import ColorizerConfig
-from deeperfour.train.colorizer import NoGANConfig, train_colorizer
+from deeperfour.models.colorizer import ColorizerConfig, ColorizerEnsemble, load_colorizer
+from deeperfour.train.colorizer import NoGANConfig, ensemble_curves, finish, train_colorizer, train_ensemble
 from deeperfour.train.common import read_curves
 
 
@@ -37,6 +38,49 @@ def test_phases_log_and_resume_exactly(tmp_path):
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=k)
     assert len(read_curves(tmp_path / "b" / "dvclive")["gen_frozen/feature"][0]) == 6
+
+
+def test_ensemble_trains_one_member_per_seed_and_averages(tmp_path):
+    kw = dict(progress=False, pretrained=False)
+    ens = train_ensemble(images(), tmp_path, MODEL, CFG, [1, 2], **kw)
+    assert isinstance(ens, ColorizerEnsemble) and len(ens.members) == 2
+    # member k is exactly the single run of seed k, in its own folder
+    alone = train_colorizer(images(), tmp_path / "alone", MODEL, CFG, seed=2, **kw)
+    for (k, a), b in zip(alone.state_dict().items(), ens.members[1].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=k)
+    assert all((tmp_path / f"member{k}" / "train_state.pt").is_file() for k in (0, 1))
+    x = torch.rand(2, 1, 32, 48)
+    with torch.no_grad():
+        out = ens.eval()(x)  # (2, 2, 32, 48)
+        members = [m(x) for m in ens.members]
+        assert not torch.allclose(members[0], members[1])  # different seeds, different hues
+        torch.testing.assert_close(out, (members[0] + members[1]) / 2)
+    # one checkpoint holds every member; it reloads as the same ensemble
+    loaded, extra = load_colorizer(finish(ens, tmp_path, chroma_scale=0.3))
+    assert isinstance(loaded, ColorizerEnsemble) and extra == {"chroma_scale": 0.3}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), out)
+    curves = ensemble_curves(tmp_path, 2)
+    assert {"gen_frozen/feature m0", "gen_frozen/feature m1", "gan/generator m1", "critic/critic m0"} <= set(
+        curves)
+    assert not any("pixel" in k for k in curves)
+    # a second call resumes every finished member: nothing retrains, same weights
+    again = train_ensemble(images(), tmp_path, MODEL, CFG, [1, 2], **kw)
+    for (k, a), b in zip(ens.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_ensemble_of_one_is_the_single_model_layout(tmp_path):
+    model = train_ensemble(images(), tmp_path, MODEL, CFG, [1], progress=False, pretrained=False)
+    assert not isinstance(model, ColorizerEnsemble)
+    assert (tmp_path / "train_state.pt").is_file()  # where a single run has always trained
+    assert set(ensemble_curves(tmp_path, 1)) == set(read_curves(tmp_path / "dvclive"))
+
+
+@pytest.mark.parametrize("seeds", [[], [3, 3]])
+def test_ensemble_seeds_must_be_distinct(tmp_path, seeds):
+    with pytest.raises(ValueError, match="distinct seeds"):
+        train_ensemble(images(), tmp_path, MODEL, CFG, seeds, progress=False, pretrained=False)
 
 
 def test_feature_loss_falls():
