@@ -18,3 +18,4 @@ def test_large_figures_are_saved_at_a_lower_dpi(tmp_path):
     h, w = cv2.imread(str(tmp_path / "small.png")).shape[:2]
     assert 300 < w <= 400 and 200 < h <= 300  # the house dpi below the cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png", "small.png"]  # no partial files
+    assert cv2.imread(str(tmp_path / "big.png"), cv2.IMREAD_UNCHANGED).shape[2] == 3  # opaque: RGB, no alpha
