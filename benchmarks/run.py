@@ -205,7 +205,12 @@ def build_colorize(s: Settings, render_factor: int, net: str, batch: int, precis
     """Our colorizer (the trained checkpoint when present) or DeOldify's video generator, through the same
     ``colorize_frames`` path: stretch to 16 rf px, predict chroma, recombine with the full-size luma."""
     from deeperfour.colorize import DeOldifyChroma, colorize_frames
-    from deeperfour.models.colorizer import ColorizerConfig, build_colorizer, load_colorizer
+    from deeperfour.models.colorizer import (
+        ColorizerConfig,
+        ColorizerEnsemble,
+        build_colorizer,
+        load_colorizer,
+    )
     from deeperfour.models.deoldify import DeOldifyConfig, build_deoldify
 
     weights, scale, which = "random", 1.0, net
@@ -216,9 +221,8 @@ def build_colorize(s: Settings, render_factor: int, net: str, batch: int, precis
             weights, scale = "trained", float(extra.get("chroma_scale", 1.0))
         else:
             net = build_colorizer(ColorizerConfig(width=int(s.params["colorize"]["width"])), pretrained=False)
-        members = len(getattr(net, "members", [net]))
         name = f"DeeperFour colorizer (VGG16 U-Net, width {net.config.width}" + (
-            f", mean of {members} seeds)" if members > 1 else ")")
+            f", mean of {len(net.members)} seeds)" if isinstance(net, ColorizerEnsemble) else ")")
     elif which == "deoldify":
         # real construction on the CPU (no meta device): the 218 M parameters are allocated and initialized
         cfg = DeOldifyConfig(arch="wide", resnet=18, body_width=8, nf=64) if s.quick else "video"

@@ -6,6 +6,7 @@ import torch
 
 from deeperfour.colorize_data import CropSampler, mean_chroma, random_crop
 from deeperfour.models.colorizer import ColorizerConfig, ColorizerEnsemble, load_colorizer
+from deeperfour.train import colorizer as colorizer_training
 from deeperfour.train.colorizer import NoGANConfig, ensemble_curves, finish, train_colorizer, train_ensemble
 from deeperfour.train.common import read_curves
 
@@ -40,7 +41,7 @@ def test_phases_log_and_resume_exactly(tmp_path):
     assert len(read_curves(tmp_path / "b" / "dvclive")["gen_frozen/feature"][0]) == 6
 
 
-def test_ensemble_trains_one_member_per_seed_and_averages(tmp_path):
+def test_ensemble_trains_one_member_per_seed_and_averages(tmp_path, monkeypatch):
     kw = dict(progress=False, pretrained=False)
     ens = train_ensemble(images(), tmp_path, MODEL, CFG, [1, 2], **kw)
     assert isinstance(ens, ColorizerEnsemble) and len(ens.members) == 2
@@ -64,7 +65,11 @@ def test_ensemble_trains_one_member_per_seed_and_averages(tmp_path):
     assert {"gen_frozen/feature m0", "gen_frozen/feature m1", "gan/generator m1", "critic/critic m0"} <= set(
         curves)
     assert not any("pixel" in k for k in curves)
-    # a second call resumes every finished member: nothing retrains, same weights
+    # a second call resumes every finished member: not one training step runs, same weights
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished member trained again")
+
+    monkeypatch.setattr(colorizer_training, "_step", no_training)
     again = train_ensemble(images(), tmp_path, MODEL, CFG, [1, 2], **kw)
     for (k, a), b in zip(ens.state_dict().items(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=k)
