@@ -12,8 +12,8 @@ What is measured (the JSON schema is in ``benchmarks/README.md``):
    architectures doing the same work: DeOldify's video generator (ResNet101 "wide", 218 M parameters, random
    weights), the paper CartoonGAN (11.1 M) and Lai et al.'s network (nf = 32), as their codes run them (fp32,
    one frame at a time) and again in bf16, to split the speed-up into architecture and precision;
-3. ``deeperfour.convert`` on 10 s and 60 s films of 640x360 (when the module exists): fps, and whether its
-   peak memory grows with the film's length.
+3. ``deeperfour.convert.pipeline`` on 10 s and 60 s films of 640x360 (when the module exists): fps,
+   and whether its peak memory grows with the film's length.
 
 A stage's time covers what the pipeline does per frame (resize, model, recombination) on uint8 frames; its
 FLOPs are counted by ``FlopCounterMode`` on the same call; fraction of peak = achieved GFLOP/s over the peak
@@ -41,8 +41,8 @@ import cv2
 import numpy as np
 import torch
 
-from deeperfour import bench
-from deeperfour.config import BUILD, DATA, REPORTS, load_params
+from benchmarks import helpers as bench
+from deeperfour.core.config import BUILD, DATA, REPORTS, load_params
 
 FULL_SIZE = (640, 360)  # (W, H) of the film stages
 FULL_SQUARE = 256  # CartoonGAN's training / paper size
@@ -182,7 +182,7 @@ def pipelines(s: Settings) -> dict[str, list[str]]:
 def film_frames(n: int, size: tuple[int, int]) -> list[np.ndarray]:
     """``n`` RGB uint8 frames (H, W, 3) of the demo clip resized to ``size`` = (W, H); real content so that
     the flow and the data-dependent paths behave as on a film. Falls back to smooth noise without data/."""
-    from deeperfour.video import read_frames
+    from deeperfour.film.video import read_frames
 
     src = DATA / "samples" / "video" / "bikes.mp4"
     frames: list[np.ndarray] = []
@@ -204,7 +204,7 @@ def film_frames(n: int, size: tuple[int, int]) -> list[np.ndarray]:
 def build_colorize(s: Settings, render_factor: int, net: str, batch: int, precision: str) -> Work:
     """Our colorizer (the trained checkpoint when present) or DeOldify's video generator, through the same
     ``colorize_frames`` path: stretch to 16 rf px, predict chroma, recombine with the full-size luma."""
-    from deeperfour.colorize import DeOldifyChroma, colorize_frames
+    from deeperfour.infer.colorize import DeOldifyChroma, colorize_frames
     from deeperfour.models.colorizer import (
         ColorizerConfig,
         ColorizerEnsemble,
@@ -244,9 +244,9 @@ def build_colorize(s: Settings, render_factor: int, net: str, batch: int, precis
 def build_cartoonize(s: Settings, variant: str, size: tuple[int, int], batch: int, precision: str) -> Work:
     """A CartoonGAN generator on a batch of RGB frames, as ``cartoonize_film`` runs it (uint8 -> [-1, 1] ->
     generator under autocast -> uint8); the trained light generator when its checkpoint is present."""
+    from deeperfour.core.precision import autocast
     from deeperfour.models.cartoongan import CartoonGANConfig, CartoonGenerator, from_checkpoint
     from deeperfour.train.cartoongan import to_uint8
-    from deeperfour.train.common import autocast
 
     weights = "random"
     styles = str(s.params["train_cartoongan"]["styles"]).split(",")
@@ -287,9 +287,9 @@ def build_convlstm(s: Settings, nf: int, precision: str, n_res_blocks: int = 5,
                    trained: bool = False) -> Work:
     """Lai et al.'s recurrent network one frame at a time (``ConvLSTMStabilizer``), state carried along;
     ``trained``: the stage ``convlstm`` checkpoint when present and of this width (else random weights)."""
-    from deeperfour.color import luminance
+    from deeperfour.film.color import luminance
+    from deeperfour.infer.stabilize import ConvLSTMStabilizer
     from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet, from_checkpoint
-    from deeperfour.stabilize import ConvLSTMStabilizer
 
     net, weights = TemporalConsistencyNet(ConvLSTMConfig(nf=nf, n_res_blocks=n_res_blocks)), "random"
     ckpt = BUILD / "convlstm" / "convlstm.pt"
@@ -308,8 +308,8 @@ def build_convlstm(s: Settings, nf: int, precision: str, n_res_blocks: int = 5,
 
 def build_flow_blend(s: Settings, precision: str) -> Work:
     """The classical stabilizer: two DIS flows on the B&W frames, occlusion mask, blend of the warped past."""
-    from deeperfour.color import luminance
-    from deeperfour.stabilize import FlowBlend
+    from deeperfour.film.color import luminance
+    from deeperfour.infer.stabilize import FlowBlend
 
     blend = FlowBlend()
     frames = film_frames(8, s.size)
@@ -385,17 +385,18 @@ def measure_peaks(s: Settings) -> dict[str, Any]:
 
 
 def run_convert(src: Path, outdir: Path, device: str, log: Callable[[str], None]) -> Any:
-    """The ONE place that calls the whole pipeline; adapt it here when ``deeperfour.convert`` changes.
+    """The ONE place that calls the whole pipeline; adapt it here when ``deeperfour.convert.pipeline``
+    changes.
 
-    ``deeperfour.convert.convert(film, outdir, ...)`` with the options it accepts among ``device``,
+    ``deeperfour.convert.pipeline.convert(film, outdir, ...)`` with the options it accepts among ``device``,
     ``progress`` (off) and ``log`` (its lines: which models and stabilizer it chose); everything else at
     the pipeline's defaults. Returns its summary (a dict with ``frames``).
     """
-    import deeperfour.convert as conv
+    import deeperfour.convert.pipeline as conv
 
     fn = getattr(conv, "convert", None) or getattr(conv, "convert_film", None)
     if fn is None:
-        raise AttributeError("deeperfour.convert has neither convert() nor convert_film()")
+        raise AttributeError("deeperfour.convert.pipeline has neither convert() nor convert_film()")
     accepted = inspect.signature(fn).parameters
     options = {"device": device, "progress": False, "log": log}
     return fn(src, outdir, **{k: v for k, v in options.items() if k in accepted})
@@ -407,7 +408,7 @@ def measure_convert(src: str, seconds_of_film: float, s: Settings) -> dict[str, 
     The wall time includes loading the models, the shot scan and writing the output films: what a user
     waits for. Both films are long enough (hundreds of frames) for one run to be an average.
     """
-    from deeperfour.video import probe
+    from deeperfour.film.video import probe
 
     _start_process(s)
     baseline = bench.current_rss_mb()
@@ -418,7 +419,7 @@ def measure_convert(src: str, seconds_of_film: float, s: Settings) -> dict[str, 
         summary = run_convert(Path(src), Path(tmp) / "out", s.device, lambda line: lines.append(str(line)))
         wall = time.perf_counter() - t0
     n = int(summary["frames"]) if isinstance(summary, dict) and "frames" in summary else info.n_frames
-    return {"group": "convert", "family": "default", "model": "deeperfour.convert (whole pipeline)",
+    return {"group": "convert", "family": "default", "model": "deeperfour.convert.pipeline (whole pipeline)",
             "device": s.device, "threads": torch.get_num_threads(), "size": [info.width, info.height],
             "film_seconds": seconds_of_film, "film_fps": float(info.fps), "frames": n,
             "fps": n / wall, "seconds_per_frame": wall / n, "wall_s": wall, "repeats": 1,
@@ -431,8 +432,8 @@ def measure_convert(src: str, seconds_of_film: float, s: Settings) -> dict[str, 
 def synthesize_film(path: Path, seconds: float, fps: int, size: tuple[int, int], n_source: int = 250) -> Path:
     """A B&W film of ``seconds`` at ``fps`` and ``size`` = (W, H): the first ``n_source`` frames of the demo
     clip resized and looped back and forth (H.264), so its content and shot cuts are real."""
-    from deeperfour.color import gray_to_rgb, luminance
-    from deeperfour.video import VideoWriter
+    from deeperfour.film.color import gray_to_rgb, luminance
+    from deeperfour.film.video import VideoWriter
 
     frames = [gray_to_rgb(luminance(f)) for f in film_frames(n_source, size)]
     n = int(round(seconds * fps))
@@ -567,8 +568,8 @@ def measure_convert_lengths(s: Settings, stages: dict[str, Any], isolate: bool) 
     if not (Path(__file__).resolve().parent.parent / "deeperfour" / "convert.py").exists():
         for name in names:
             stages[name] = {"group": "convert", "family": "default",
-                            "skipped": "deeperfour/convert.py absent"}
-        print("  convert: skipped (deeperfour/convert.py does not exist yet)", flush=True)
+                            "skipped": "deeperfour/convert/pipeline.py absent"}
+        print("  convert: skipped (deeperfour/convert/pipeline.py does not exist yet)", flush=True)
         return
     with tempfile.TemporaryDirectory(prefix="bench-films-") as tmp:
         for name, seconds in zip(names, s.lengths_s, strict=True):
@@ -622,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="run stages in this process (faster; peak memory then accumulates across stages)")
     args = ap.parse_args(argv)
 
-    from deeperfour.config import pick_device
+    from deeperfour.core.config import pick_device
 
     kw: dict[str, Any] = {"device": str(pick_device(args.device)), "threads": args.threads,
                           "profile": args.profile}
@@ -638,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         default_out = (REPORTS / "benchmarks.json").resolve()
         figure = (REPORTS / "figures" / "benchmarks" / "benchmarks.png" if args.out.resolve() == default_out
                   else args.out.with_suffix(".png"))
-    from deeperfour.figures import save
+    from deeperfour.report.figures import save
 
     save(bench.benchmark_figure(result), figure)
     speed = result["speedup_vs_reference"]

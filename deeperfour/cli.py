@@ -14,24 +14,24 @@ from deeperfour import __version__
 
 
 def _cmd_data(args) -> None:
-    from deeperfour import data
+    from deeperfour.data import samples
 
     if args.what == "samples":
-        paths = data.materialize_samples(args.root, force=args.force)
+        paths = samples.materialize_samples(args.root, force=args.force)
         print(f"{len(paths)} sample files in {Path(paths[0]).parent.parent}")
-        for s in data.SAMPLES:
+        for s in samples.SAMPLES:
             print(f"  {s.kind}/{s.name:24s} {s.role}")
     elif args.what == "photos":
-        paths = data.materialize_photos(args.root, args.source)
+        paths = samples.materialize_photos(args.root, args.source)
         print(f"{len(paths)} photos and street videos in {Path(paths[0]).parent}")
     else:
-        counts = data.materialize_extended(args.root)
+        counts = samples.materialize_extended(args.root)
         print(f"extended data: {counts['photos']} photos, {counts['clipart']} clip-art SVGs")
 
 
 def _cmd_frames(args) -> None:
-    from deeperfour import demo_film
-    from deeperfour.config import load_params
+    from deeperfour.core.config import load_params
+    from deeperfour.film import frames as demo_film
 
     params = load_params("frames", args.params)
     m = demo_film.run(params, args.out, args.metrics, args.figures, progress=not args.quiet)
@@ -39,7 +39,7 @@ def _cmd_frames(args) -> None:
 
 
 def _cmd_info(args) -> None:
-    from deeperfour.video import probe
+    from deeperfour.film.video import probe
 
     i = probe(args.film)
     audio = f"{i.audio_codec}, {i.audio_seconds:.2f} s" if i.has_audio and i.audio_seconds else (
@@ -49,8 +49,8 @@ def _cmd_info(args) -> None:
 
 
 def _cmd_shots(args) -> None:
-    from deeperfour.shots import detect_shots
-    from deeperfour.video import probe, read_frames
+    from deeperfour.film.shots import detect_shots
+    from deeperfour.film.video import probe, read_frames
 
     n = probe(args.film).n_frames
     starts = detect_shots(read_frames(args.film, gray=True), threshold=args.threshold)
@@ -58,7 +58,7 @@ def _cmd_shots(args) -> None:
 
 
 def _cmd_bw(args) -> None:
-    from deeperfour.oldfilm import Degradation, make_bw_film
+    from deeperfour.film.oldfilm import Degradation, make_bw_film
 
     deg = Degradation(grain=args.grain, flicker=args.flicker, scratches=args.scratches,
                       vignette=args.vignette, blur=args.blur)
@@ -67,7 +67,7 @@ def _cmd_bw(args) -> None:
 
 
 def _cmd_profile(args) -> None:
-    from deeperfour.config import ROOT, load_params, profile_overrides
+    from deeperfour.core.config import ROOT, load_params, profile_overrides
 
     path = ROOT / "profiles" / f"{args.name}.yaml"
     if not path.exists():
@@ -82,12 +82,12 @@ def _cmd_profile(args) -> None:
 
 
 def _cmd_convert(args) -> None:
-    from deeperfour.convert import Plan, convert
+    from deeperfour.convert.pipeline import Plan, convert
 
     plan = Plan(max_frames=args.segment_frames)
     run, engine = convert, {}
     if args.engine == "ray":
-        from deeperfour.ray_engine import convert_on_ray
+        from deeperfour.convert.ray_engine import convert_on_ray
 
         run, engine = convert_on_ray, dict(address=args.address, num_workers=args.workers,
                                            max_retries=args.retries)
@@ -95,7 +95,8 @@ def _cmd_convert(args) -> None:
         raise ValueError("--address and --workers need --engine ray")
     try:
         run(args.film, args.output, style=args.style, render_factor=args.render_factor,
-            stabilizer=args.stabilizer, device=args.device, weights=args.weights, models=args.models,
+            stabilizer=args.stabilizer, cartoonizer=args.cartoonizer, device=args.device,
+            weights=args.weights, models=args.models,
             colorizer=args.colorizer, max_side=args.max_side, batch=args.batch, precision=args.precision,
             keep_work=args.keep_work, plan=plan, progress=not args.quiet, **engine)
     except KeyboardInterrupt:
@@ -166,8 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cartoon style: trained, or a released CartoonGAN one (default: the first found)")
     c.add_argument("--render-factor", type=int, default=None,
                    help="colorizer input = 16 x N px square (default: the colorizer checkpoint's)")
-    c.add_argument("--stabilizer", choices=["convlstm", "temporal", "flow", "none"], default=None,
-                   help="default: convlstm when its weights exist, else flow")
+    c.add_argument("--cartoonizer", choices=["generator", "temporal"], default=None,
+                   help="generator: the style's per-frame generator (default); temporal: Ruder et al.'s "
+                        "temporal-loss generator, which sees its own warped previous output")
+    c.add_argument("--stabilizer", choices=["convlstm", "flow", "none", "temporal"], default=None,
+                   help="applied to the colorized and the cartoon film; default: convlstm when its weights "
+                        "exist, else flow. temporal = --cartoonizer temporal --stabilizer none")
     c.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     c.add_argument("--weights", type=Path, default=None,
                    help="trained models as `dvc repro` leaves them (default build/)")
@@ -179,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stabilize and cartoonize with the longer side at most PX, resized back (0 = full)")
     c.add_argument("--batch", type=int, default=None,
                    help="frames per model call (default 1 on CPU, 4 on GPU)")
-    c.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="model autocast")
+    c.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="auto: bf16 where the device computes it natively (AVX512-BF16/AMX CPU, CUDA), "
+                        "else fp32")
     c.add_argument("--segment-frames", type=int, default=200,
                    help="longest segment (frames): the work redone after an interruption")
     c.add_argument("--keep-work", action="store_true",
@@ -202,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from deeperfour.video import VideoError
+    from deeperfour.film.video import VideoError
 
     try:
         args.func(args)

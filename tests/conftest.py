@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deeperfour.data import SAMPLES, package_file, sample_path
+from deeperfour.data.samples import SAMPLES, package_file, sample_path
 
 
 @pytest.fixture(scope="session")

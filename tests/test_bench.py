@@ -1,4 +1,4 @@
-"""deeperfour.bench helpers and the benchmark script's contract, on tiny inputs (no speed is asserted)."""
+"""benchmarks.helpers helpers and the benchmark script's contract, on tiny inputs (no speed is asserted)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deeperfour import bench
-from deeperfour.config import ROOT
+from benchmarks import helpers as bench
+from deeperfour.core.config import ROOT
 
 RUN_PY = ROOT / "benchmarks" / "run.py"
 
@@ -151,7 +151,7 @@ def test_summarize_computes_speedup_and_targets():
 
 
 def test_synthesized_film_has_the_asked_length(tmp_path):
-    from deeperfour.video import probe
+    from deeperfour.film.video import probe
 
     run = load_run_module()
     info = probe(run.synthesize_film(tmp_path / "f.mp4", seconds=2, fps=5, size=(48, 32), n_source=4))

@@ -11,9 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from deeperfour import cartoon_data
-from deeperfour.cartoon_data import DatasetConfig, build_datasets, load_photos, load_style, photo_sources
-from deeperfour.edges import edge_mask
+from deeperfour.data import style_datasets as cartoon_data
+from deeperfour.data.edges import edge_mask
+from deeperfour.data.style_datasets import (
+    DatasetConfig,
+    build_datasets,
+    load_photos,
+    load_style,
+    photo_sources,
+)
 
 from .conftest import make_clip
 from helpers import texture

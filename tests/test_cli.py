@@ -44,6 +44,6 @@ def test_info_and_shots(clip, capsys):
 def test_bw_command(clip, tmp_path, capsys):
     out = tmp_path / "bw.mp4"
     assert main(["bw", str(clip), "-o", str(out), "--grain", "4", "--flicker", "0.03"]) == 0
-    from deeperfour.video import probe
+    from deeperfour.film.video import probe
 
     assert probe(out).n_frames == 40 and probe(out).has_audio

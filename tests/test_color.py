@@ -1,9 +1,9 @@
-"""deeperfour.color: one luminance everywhere; recombination keeps the original luminance."""
+"""deeperfour.film.color: one luminance everywhere; recombination keeps the original luminance."""
 
 import numpy as np
 import pytest
 
-from deeperfour.color import gray_to_rgb, luminance, recombine_luma
+from deeperfour.film.color import gray_to_rgb, luminance, recombine_luma
 
 
 def test_luminance_is_bt601():
@@ -32,7 +32,7 @@ def test_torch_yuv_matches_opencv_and_inverts():
     import cv2
     import torch
 
-    from deeperfour.color import rgb_to_yuv_t, yuv_to_rgb_t
+    from deeperfour.film.color import rgb_to_yuv_t, yuv_to_rgb_t
 
     rgb = np.random.default_rng(1).random((8, 9, 3)).astype(np.float32)
     ref = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV)

@@ -11,15 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-import deeperfour.convert as conv
+import deeperfour.convert.pipeline as conv
 from deeperfour.cli import main
+from deeperfour.convert.segments import Segment, plan_segments, read_range, scan_film
+from deeperfour.film.video import VideoWriter, probe, read_frames
+from deeperfour.infer.cartoonize import TemporalCartoonizer
 from deeperfour.models.cartoongan import CartoonGANConfig, CartoonGenerator
 from deeperfour.models.cartoongan import save_checkpoint as save_cartoon
 from deeperfour.models.colorizer import ColorizerConfig, build_colorizer, save_colorizer
 from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet
 from deeperfour.models.convlstm import save_checkpoint as save_convlstm
-from deeperfour.segments import Segment, plan_segments, read_range, scan_film
-from deeperfour.video import VideoWriter, probe, read_frames
+from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
 
 from .conftest import make_clip
 
@@ -217,23 +219,37 @@ def test_process_segment_runs_alone_in_another_process(film, weights, tmp_path):
 # ------------------------------------------------------------------------------------------------ temporal
 
 
-def test_temporal_stabilizer(film, weights, tmp_path, monkeypatch):
-    """The cartoon comes from the temporal-loss generator, one fresh state per segment."""
-    tc = pytest.importorskip("deeperfour.models.temporal_cartoongan")
+def test_temporal_cartoon_is_the_temporal_generators_stream(film, weights, tmp_path):
+    """Under ``--stabilizer temporal`` the cartoon IS the temporal-loss generator's streaming output.
+
+    One segment per shot (so every segment starts fresh at a shot start), lossless segments kept: the
+    cartoon frames equal a fresh TemporalCartoonizer stepped over (colorized, B&W) frame by frame, reset
+    at the cut (the same computation repeated, so bit-exact), and they are not the colorized frames.
+    On 3d00329 this fails: a late-bound generator expression wrote the colorized film as the cartoon.
+    """
     w = tmp_path / "w"
     for sub in ("colorize", "train_cartoongan"):
         (w / sub).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(weights / sub, w / sub)
+    torch.manual_seed(1)
     cfg = CartoonGANConfig(variant="light", base_channels=8, n_res_blocks=2)
-    tc.TemporalCartoonGenerator(CartoonGenerator(cfg)).save(w / "temporal_loss" / "generator.pt")
-    resets = []
-    reset = tc.TemporalCartoonizer.reset
-    monkeypatch.setattr(tc.TemporalCartoonizer, "reset", lambda self: resets.append(1) or reset(self))
-    lines = []
-    summary = run(film, tmp_path / "out", w, stabilizer="temporal", style="tiny", log=lines.append)
-    assert summary["frames"] == N and len(resets) >= 6  # at least one fresh state per segment
+    TemporalCartoonGenerator(CartoonGenerator(cfg)).save(w / "temporal_loss" / "generator.pt")
+    out, lines = tmp_path / "out", []
+    summary = run(film, out, w, stabilizer="temporal", style="tiny", plan=conv.Plan(max_frames=100, warmup=2),
+                  keep_work=True, precision="fp32", log=lines.append)
+    assert summary["frames"] == probe(out / "cartoon.mp4").n_frames == N
     assert any("--style tiny is ignored" in line for line in lines)
-    assert probe(tmp_path / "out" / "cartoon.mp4").n_frames == N
+    cols, carts = segment_frames(out, "colorized"), segment_frames(out, "cartoon")
+    model = TemporalCartoonGenerator.from_checkpoint(w / "temporal_loss" / "generator.pt")
+    stream = TemporalCartoonizer(model, "cpu", "fp32")
+    expected = []
+    for t, (gray, col) in enumerate(zip(read_frames(film, gray=True), cols, strict=True)):
+        if t in (0, CUT):
+            stream.reset()
+        expected.append(stream.step(col, gray))
+    assert len(carts) == N
+    assert all(np.array_equal(a, b) for a, b in zip(carts, expected, strict=True))
+    assert sum(not np.array_equal(a, b) for a, b in zip(carts, cols, strict=True)) == N
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -5,8 +5,9 @@ import filecmp
 import numpy as np
 import pytest
 
-from deeperfour import data
-from deeperfour.data import SAMPLES, load_image, materialize_samples, package_file, shrink, training_stills
+from deeperfour.data import samples
+from deeperfour.data.samples import SAMPLES, load_image, materialize_samples, package_file, training_stills
+from deeperfour.film.resize import shrink
 
 
 def test_samples_are_byte_identical(tmp_path):
@@ -62,15 +63,15 @@ def test_photos_are_copied_byte_for_byte_from_unpacked_packages(tmp_path, monkey
     for seed, rel in enumerate(rels):
         (root / rel).parent.mkdir(parents=True)
         (root / rel).write_bytes(np.random.default_rng(seed).bytes(100))
-    monkeypatch.setattr(data, "PHOTO_FILES", rels)
-    out = data.materialize_photos(tmp_path / "data" / "extended", source=root)
+    monkeypatch.setattr(samples, "PHOTO_FILES", rels)
+    out = samples.materialize_photos(tmp_path / "data" / "extended", source=root)
     assert [p.name for p in out] == ["Path.jpg", "Aqua.jpg", "opencv_leuvenA.jpg"]
     assert all(filecmp.cmp(root / r, p, shallow=False) for r, p in zip(rels, out, strict=True))
     assert training_stills(tmp_path / "data") == sorted(out)  # extended/photos join the training stills
 
 
 def test_missing_photos_say_which_packages_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "PHOTO_FILES", ("usr/share/nowhere.jpg",))
+    monkeypatch.setattr(samples, "PHOTO_FILES", ("usr/share/nowhere.jpg",))
     with pytest.raises(FileNotFoundError, match="apt-get install lomiri-wallpapers-16.04 .* opencv-doc"):
-        data.materialize_photos(tmp_path / "extended", source=tmp_path)
+        samples.materialize_photos(tmp_path / "extended", source=tmp_path)
     assert not (tmp_path / "extended" / "photos").exists()

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deeperfour.edges import edge_mask, edge_smooth, random_crops
+from deeperfour.data.edges import edge_mask, edge_smooth, random_crops
 
 
 def vertical_edge_image(h: int = 48, w: int = 64, col: int = 32) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 import yaml
 
-from deeperfour.config import ROOT, load_params, profile_overrides
+from deeperfour.core.config import ROOT, load_params, profile_overrides
 
 
 def test_environment_yml_matches_requirements():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deeperfour.evaluation import (
+from deeperfour.metrics.colorization import (
     choose_scale,
     colorization_scores,
     ground_truth_scores,

@@ -4,7 +4,7 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 
-from deeperfour import figures
+from deeperfour.report import figures
 
 
 def test_large_figures_are_saved_at_a_lower_dpi(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from deeperfour.flow import (
+from deeperfour.film.flow import (
     consistency_mask,
     estimate_flow,
     in_frame_mask,

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deeperfour.flow import long_term_weights
+from deeperfour.film.flow import long_term_weights
 from deeperfour.losses.temporal import lai_losses, long_term_temporal_loss, temporal_loss
 
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deeperfour.metrics import (
+from deeperfour.metrics.film import (
     cdc,
     channel_histograms,
     ciede2000,

@@ -10,10 +10,10 @@ import nbformat
 import papermill
 import pytest
 
-from deeperfour import demo_film
-from deeperfour.config import ROOT, load_params
-from deeperfour.data import materialize_samples
-from deeperfour.video import probe
+from deeperfour.core.config import ROOT, load_params
+from deeperfour.data.samples import materialize_samples
+from deeperfour.film import frames as demo_film
+from deeperfour.film.video import probe
 
 from .conftest import make_clip
 

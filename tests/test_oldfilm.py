@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from deeperfour.color import luminance
-from deeperfour.oldfilm import Degradation, degrade, make_bw_film
-from deeperfour.video import probe, read_frames
+from deeperfour.film.color import luminance
+from deeperfour.film.oldfilm import Degradation, degrade, make_bw_film
+from deeperfour.film.video import probe, read_frames
 
 
 def test_clean_film_is_exact_luminance(clip, tmp_path):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from deeperfour.parallel import panel_size, side_by_side, write_parallel
-from deeperfour.video import VideoError, VideoWriter, probe, read_frames
+from deeperfour.convert.parallel import panel_size, side_by_side, write_parallel
+from deeperfour.film.video import VideoError, VideoWriter, probe, read_frames
 
 from .conftest import make_clip
 

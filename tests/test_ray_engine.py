@@ -13,10 +13,10 @@ import pytest
 import ray
 import torch
 
-import deeperfour.convert as conv
-import deeperfour.ray_engine as ray_engine
+import deeperfour.convert.pipeline as conv
+import deeperfour.convert.ray_engine as ray_engine
 from deeperfour.cli import main
-from deeperfour.video import probe, read_frames
+from deeperfour.film.video import probe, read_frames
 
 from . import test_convert
 from .conftest import make_clip

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from deeperfour import report
-from deeperfour.config import ROOT
-from deeperfour.results import read_json
+from deeperfour.core.config import ROOT
+from deeperfour.core.results import read_json
+from deeperfour.report import readme as report
 
 
 def scores(ewarp: float, psnr: float | str) -> dict:

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from deeperfour.oldfilm import Degradation, degrade
-from deeperfour.shots import detect_shots, shot_ranges
-from deeperfour.video import read_frames
+from deeperfour.film.oldfilm import Degradation, degrade
+from deeperfour.film.shots import detect_shots, shot_ranges
+from deeperfour.film.video import read_frames
 
 BIKES_STARTS = [0, 30, 76, 137, 187, 242]
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from deeperfour.metrics import warping_error
+from deeperfour.infer.stabilize import ConvLSTMStabilizer, FlowBlend, PerFrame, stabilize
+from deeperfour.metrics.film import warping_error
+from deeperfour.metrics.temporal import StabilityScorer, difference_maps
 from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet
-from deeperfour.stabilize import ConvLSTMStabilizer, FlowBlend, PerFrame, stabilize
-from deeperfour.temporal_eval import StabilityScorer, difference_maps
 
 from helpers import texture
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deeperfour.style_metrics import (
+from deeperfour.metrics.style import (
     STYLE_LAYERS,
     cartoon_stats,
     content_distance,

@@ -1,11 +1,11 @@
-"""deeperfour.video: streaming decode/encode, exact fps, frame counts, audio, lossless, errors."""
+"""deeperfour.film.video: streaming decode/encode, exact fps, frame counts, audio, lossless, errors."""
 
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from deeperfour.video import VideoError, VideoWriter, copy_video, probe, read_frames, read_frames_at
+from deeperfour.film.video import VideoError, VideoWriter, copy_video, probe, read_frames, read_frames_at
 
 
 def test_bigbuckbunny_roundtrip_keeps_frames_fps_and_audio(sample, tmp_path):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 import torch
 import torch.nn.functional as F
 
-from deeperfour.color import yuv_to_rgb_t
+from deeperfour.film.color import yuv_to_rgb_t
 
 
 def feature_loss(uv_pred: torch.Tensor, uv_true: torch.Tensor, y: torch.Tensor,

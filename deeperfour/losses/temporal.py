@@ -1,7 +1,7 @@
 """Temporal consistency losses of paper Sec. 5.2: Ruder et al. (Eqs. 8-10) and Lai et al. (Eqs. 11-14).
 
 All tensors are (B, C, H, W) floats in [0, 1]; masks/weights are (B, 1, H, W) or (B, C, H, W) and are
-broadcast over channels. Warped frames and masks are computed by the caller with ``deeperfour.flow``
+broadcast over channels. Warped frames and masks are computed by the caller with ``deeperfour.film.flow``
 (``warp_torch``, ``occlusion_mask``, ``long_term_weights``, ``visibility_mask``), so these functions stay
 pure arithmetic that reads like the equations.
 """
@@ -33,8 +33,8 @@ def long_term_temporal_loss(
     """Temporal part of paper Eq. (9): sum_{j in J} L_temporal(x^(i), w_{i-j}^i(x^(i-j)), c_long^(i-j,i)).
 
     ``warped_prevs[j]`` is output frame i-j warped to frame i, ``c_long[j]`` its Eq. (10) weight from
-    ``deeperfour.flow.long_term_weights``; pass only the j with i - j >= 1 (frames that exist). The weight
-    gamma of Eq. (9) is applied by the caller together with the content and style terms.
+    ``deeperfour.film.flow.long_term_weights``; pass only the j with i - j >= 1 (frames that exist).
+    The weight gamma of Eq. (9) is applied by the caller together with the content and style terms.
     """
     if set(warped_prevs) != set(c_long):
         raise ValueError(f"warped frames for j={sorted(warped_prevs)} but weights for j={sorted(c_long)}")

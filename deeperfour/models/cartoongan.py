@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from deeperfour.models.ops import PadConv2d, instance_norm, is_channels_last, pad
@@ -37,6 +36,7 @@ from deeperfour.models.ops import PadConv2d, instance_norm, is_channels_last, pa
 CHECKPOINT_VERSION = 1
 RELEASED_STYLES = ("Hayao", "Hosoda", "Paprika", "Shinkai")  # files <Style>_net_G_float.pth
 REFERENCE_LOAD_SIZE = 450  # released test.py: longer side resized to 450 px (bicubic)
+GENERATOR_FILE = "generator.pt"  # a trained style: <stage out>/<style>/generator.pt
 MIN_SIDE = 5  # padded to 8, the 1/4-resolution maps are 2 px: the least a reflect pad of 1 accepts
 
 _PRESETS: dict[str, dict[str, Any]] = {
@@ -444,55 +444,14 @@ def load_released_cartoongan(path: str | os.PathLike, map_location: str | torch.
 
 
 # ----------------------------------------------------------------------------------------------
-# inference helpers
+# the generators' pixel range: RGB in [-1, 1]
 
 
-def reference_size(h: int, w: int, load_size: int = REFERENCE_LOAD_SIZE) -> tuple[int, int]:
-    """(H', W') of the reference preprocessing: longer side = load_size, shorter side truncated.
-
-    Square images give load_size x load_size; e.g. 1080x1920 -> 253x450.
-    """
-    if w > h:  # landscape: width is the longer side
-        return int(load_size / (w / h)), load_size
-    return load_size, int(load_size * (w / h))
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, h, w) -> float RGB in [-1, 1] (B, 3, h, w): the generator's input range."""
+    return x.float() / 127.5 - 1.0
 
 
-def resize_like_reference(rgb_uint8: np.ndarray, load_size: int = REFERENCE_LOAD_SIZE) -> np.ndarray:
-    """The released ``test.py`` preprocessing: PIL BICUBIC resize so the longer side is ``load_size``.
-
-    (H, W, 3) uint8 -> (H', W', 3) uint8; see :func:`reference_size`. PIL rather than OpenCV because
-    PIL's bicubic antialiases when shrinking, as the reference did.
-    """
-    _check_rgb_uint8(rgb_uint8)
-    h2, w2 = reference_size(*rgb_uint8.shape[:2], load_size=load_size)
-    return np.array(Image.fromarray(rgb_uint8).resize((w2, h2), Image.BICUBIC))
-
-
-def _check_rgb_uint8(img: np.ndarray) -> None:
-    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        desc = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
-        raise ValueError(f"expected an RGB uint8 image of shape (H, W, 3), got {desc}")
-
-
-def cartoonize_frame(
-    generator: nn.Module, rgb_uint8: np.ndarray, size: int | None = None, device: str | torch.device = "cpu"
-) -> np.ndarray:
-    """Cartoonize one RGB uint8 frame (H, W, 3) with any project generator; returns (H, W, 3) uint8.
-
-    ``size=None`` runs at the frame's own resolution. ``size=450`` reproduces the reference's full-image
-    preprocessing (longer side resized to 450 px, bicubic) and resizes the result back to (H, W), so a
-    film keeps its frame size. The generator is moved to ``device``; its train/eval mode is left alone.
-    """
-    _check_rgb_uint8(rgb_uint8)
-    h, w = rgb_uint8.shape[:2]
-    img = resize_like_reference(rgb_uint8, size) if size else rgb_uint8  # (h', w', 3)
-    generator.to(device)
-    with torch.inference_mode():
-        x = torch.from_numpy(img.copy()).to(device).permute(2, 0, 1)[None]  # (1, 3, h', w')
-        x = x.float() / 127.5 - 1.0  # [0, 255] -> [-1, 1]
-        y = generator(x)  # (1, 3, h', w') in [-1, 1]
-        y = ((y[0].permute(1, 2, 0) + 1.0) * 127.5).round().clamp(0, 255)  # (h', w', 3)
-        out = y.to(torch.uint8).cpu().numpy()
-    if out.shape[:2] != (h, w):
-        out = np.array(Image.fromarray(out).resize((w, h), Image.BICUBIC))  # (H, W, 3)
-    return out
+def to_uint8(y: torch.Tensor) -> np.ndarray:
+    """Generator output in [-1, 1] (B, 3, h, w) -> (B, h, w, 3) uint8, rounded."""
+    return ((y.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from deeperfour.config import resolve
+from deeperfour.core.config import resolve
 from deeperfour.models.blocks import (
     PixelShuffleUp,
     UnetBlockWide,

@@ -35,7 +35,7 @@ import torchvision
 from PIL import Image
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
-from deeperfour.color import recombine_luma
+from deeperfour.film.color import recombine_luma
 from deeperfour.models.blocks import (
     MergeLayer,
     PixelShuffleUp,

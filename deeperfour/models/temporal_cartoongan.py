@@ -8,9 +8,8 @@ and by fine-tuning it with the temporal loss of Eqs. (8)-(10) (``deeperfour.trai
   reflect-padded conv 4 -> c1 on (c * warped previous output, c), whose output is ADDED to the first conv
   ``conv01_1`` before its instance norm ``in01_1``. The branch is zero-initialized, so before fine-tuning
   the network is exactly the per-frame generator, and fine-tuning starts from the trained style.
-* :class:`TemporalCartoonizer`: the streaming stabilizer interface of ``deeperfour.stabilize``
-  (``reset()`` / ``step(colorized, source)``): DIS flow on the B&W source frames, occlusion mask,
-  warp of its own previous output, one generator call per frame.
+Streaming it through a shot (flow, occlusion mask, warped past) is ``deeperfour.infer.cartoonize``'s
+``TemporalCartoonizer``.
 
 Checkpoint (``model.save`` / ``TemporalCartoonGenerator.from_checkpoint``)::
 
@@ -29,12 +28,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import torch
 from torch import nn
 
-from deeperfour.flow import estimate_flow, occlusion_mask, to_gray_u8, warp_torch
 from deeperfour.models.cartoongan import (
     CHECKPOINT_VERSION,
     MIN_SIDE,
@@ -47,7 +43,6 @@ from deeperfour.models.cartoongan import (
     config_from_dict,
     save_checkpoint,
 )
-from deeperfour.train.common import autocast
 
 ARCH = "TemporalCartoonGenerator"
 PREV_CHANNELS = 4  # c * warped previous output (RGB, [-1, 1]) and c
@@ -174,78 +169,3 @@ def _check_keys(path: Path, sd: Any, model: nn.Module) -> None:
                  (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if v]
         raise CartoonGANWeightsError(path, f"keys do not match the {len(want)}-key {ARCH}: "
                                            f"{'; '.join(parts)}")
-
-
-# ----------------------------------------------------------------------------------------------
-# streaming inference
-
-
-def _run_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
-    """(h', w') with the longer side shrunk to ``max_side`` when the frame is larger, else (h, w)."""
-    if not max_side or max(h, w) <= max_side:
-        return h, w
-    s = max_side / max(h, w)
-    return max(MIN_SIDE, round(h * s)), max(MIN_SIDE, round(w * s))
-
-
-class TemporalCartoonizer:
-    """Stream a shot through a :class:`TemporalCartoonGenerator` (the ``deeperfour.stabilize`` interface).
-
-    ``step(colorized (H, W, 3) uint8, source (H, W) uint8 gray) -> cartoon (H, W, 3) uint8``. The first
-    frame after ``reset()`` has no past, so it is the per-frame generator's output (``model(x)``). Later
-    frames: DIS flows on the SOURCE frames t -> t-1 (backward, for warping) and t-1 -> t (forward, for
-    the check), c = ``occlusion_mask(back, fwd)``, the previous output (kept in float, before rounding)
-    warped with the backward flow, and ``model(x, warped, c)``.
-
-    ``max_side``: run the generator (and the flow) with the longer side shrunk to this many px (area) and
-    resize the cartoon back (bicubic), as ``deeperfour.cartoonize`` does; ``None`` = the model's
-    ``load_size`` (450 for released styles) or full size; 0 = full size.
-    """
-
-    name = "temporal_loss"
-
-    def __init__(self, model: TemporalCartoonGenerator, device: torch.device | str = "cpu",
-                 precision: str = "fp32", flow: str = "dis", preset: str = "medium",
-                 max_side: int | None = None):
-        # channels-last: the layout oneDNN's bf16 convs are fastest in on CPUs (see models/ops.py)
-        self.model = model.to(device, memory_format=torch.channels_last).eval()
-        self.device, self.precision = torch.device(device), precision
-        self.flow, self.preset = flow, preset
-        self.max_side = model.load_size if max_side is None else max_side
-        self.reset()
-
-    def reset(self) -> None:
-        """A shot starts: forget the previous output and source frame."""
-        self.prev_out: torch.Tensor | None = None  # (1, 3, h, w) float32 in [-1, 1], run size
-        self.prev_src: np.ndarray | None = None  # (h, w) uint8 gray, run size
-
-    @torch.inference_mode()
-    def step(self, frame: np.ndarray, source: np.ndarray) -> np.ndarray:
-        frame = np.asarray(frame)
-        h, w = frame.shape[:2]
-        rh, rw = _run_size(h, w, self.max_side)
-        src = to_gray_u8(source)  # (H, W) uint8
-        if src.shape != (h, w):
-            raise ValueError(f"source {src.shape} and frame {(h, w)} differ in size")
-        if (rh, rw) != (h, w):
-            frame = cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_AREA)
-            src = cv2.resize(src, (rw, rh), interpolation=cv2.INTER_AREA)
-        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)[None]
-        x = x.float() / 127.5 - 1.0  # (1, 3, h, w) in [-1, 1]
-        if self.prev_out is None:
-            with autocast(self.device, self.precision):
-                y = self.model(x)  # (1, 3, h, w)
-        else:
-            back = estimate_flow(src, self.prev_src, self.flow, preset=self.preset)  # (h, w, 2) t -> t-1
-            fwd = estimate_flow(self.prev_src, src, self.flow, preset=self.preset)  # (h, w, 2) t-1 -> t
-            c = torch.from_numpy(occlusion_mask(back, fwd)).to(self.device)[None, None]  # (1, 1, h, w)
-            flow_t = torch.from_numpy(back).to(self.device).permute(2, 0, 1)[None]  # (1, 2, h, w)
-            warped = warp_torch(self.prev_out, flow_t)  # (1, 3, h, w), float32 outside autocast
-            with autocast(self.device, self.precision):
-                y = self.model(x, warped, c)  # (1, 3, h, w)
-        self.prev_out, self.prev_src = y.float().clamp(-1.0, 1.0), src
-        out = ((self.prev_out[0] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)  # (3, h, w)
-        out = out.permute(1, 2, 0).cpu().numpy()  # (h, w, 3)
-        if (rh, rw) != (h, w):
-            out = cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
-        return out

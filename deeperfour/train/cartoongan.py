@@ -43,9 +43,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
+from deeperfour.core.precision import autocast
+from deeperfour.infer.cartoonize import cartoonize_images
 from deeperfour.losses.cartoon import (
     content_loss,
     discriminator_loss,
@@ -53,18 +54,19 @@ from deeperfour.losses.cartoon import (
     total_generator_loss,
 )
 from deeperfour.models.cartoongan import (
+    GENERATOR_FILE,
     CartoonDiscriminator,
     CartoonGANConfig,
     CartoonGenerator,
     config_from_dict,
     save_checkpoint,
+    to_unit,
 )
 from deeperfour.train import distributed
-from deeperfour.train.common import Checkpointer, LossLog, autocast, set_rng_state, truncate_curves
+from deeperfour.train.common import Checkpointer, LossLog, set_rng_state, truncate_curves
 
 FeaturesFn = Callable[..., Mapping[str, torch.Tensor]]
 STATE_FILE = "train_state.pt"
-GENERATOR_FILE = "generator.pt"
 # fields that only change bookkeeping; a checkpoint with other differences is not resumed
 _BOOKKEEPING = ("log_every", "checkpoint_every")
 
@@ -135,16 +137,6 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, h, w) -> float RGB in [-1, 1] (B, 3, h, w): the generator's interface."""
-    return x.float() / 127.5 - 1.0
-
-
-def to_uint8(y: torch.Tensor) -> np.ndarray:
-    """[-1, 1] (B, 3, h, w) -> (B, h, w, 3) uint8."""
-    return ((y.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 class BatchSampler:
     """Random ``crop`` windows + horizontal flips of stored crops, from one seeded generator.
 
@@ -198,18 +190,6 @@ def read_snapshots(out_dir: str | os.PathLike) -> tuple[np.ndarray, dict[int, np
         raise FileNotFoundError(f"{folder}: no snapshots; train the style first")
     steps = {int(p.stem.split("_")[1]): read(p) for p in sorted(folder.glob("step_*.png"))}
     return read(folder / "input.png"), steps
-
-
-@torch.inference_mode()
-def stylize(generator: nn.Module, images: np.ndarray, device: torch.device | str, precision: str = "bf16",
-            batch: int = 8) -> np.ndarray:
-    """G on a set of RGB uint8 images (N, H, W, 3) -> (N, H, W, 3) uint8, batched."""
-    out = []
-    for i in range(0, len(images), batch):
-        x = to_unit(to_tensor(images[i : i + batch]).to(device))  # (b, 3, H, W)
-        with autocast(device, precision):
-            out.append(to_uint8(generator(x)))
-    return np.concatenate(out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,7 +265,7 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
 
     def snapshot(done: int) -> None:
         if done in snapshots and ctx.is_main:  # G has no batch-coupled layers: rank 0 may run it alone
-            _write_row(snap_dir / f"step_{done:06d}.png", stylize(G, grid, device, cfg.precision))
+            _write_row(snap_dir / f"step_{done:06d}.png", cartoonize_images(G, grid, device, cfg.precision))
 
     if step == 0:
         snapshot(0)

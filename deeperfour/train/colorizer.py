@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from deeperfour.color import yuv_to_rgb_t
-from deeperfour.colorize_data import CropSampler
+from deeperfour.core.precision import autocast
+from deeperfour.data.colorizer_crops import CropSampler
+from deeperfour.film.color import yuv_to_rgb_t
 from deeperfour.losses.colorize import feature_loss, hinge_critic_loss, hinge_generator_loss
 from deeperfour.models.colorizer import (
     Colorizer,
@@ -47,7 +48,7 @@ from deeperfour.models.colorizer import (
 )
 from deeperfour.models.features import VGG16Features, build_features
 from deeperfour.train import distributed
-from deeperfour.train.common import Checkpointer, LossLog, autocast, read_curves, set_rng_state
+from deeperfour.train.common import Checkpointer, LossLog, read_curves, set_rng_state
 
 
 @dataclass

@@ -1,7 +1,5 @@
-"""What every training loop shares: mixed precision, resumable checkpoints, loss logs.
+"""What every training loop shares: resumable checkpoints, loss logs (precision: ``core/precision.py``).
 
-* ``autocast(device, precision)``: bf16 autocast on CPU (about 2x here for convs) or CUDA;
-  fp32 when asked.
 * ``Checkpointer``: ``{"model": ..., "config": ..., "version": ..., "phase"/"step": ...,
   "optimizers": ..., "rng": ...}`` written atomically; ``load()`` resumes the loop exactly
   where it stopped (model, optimizers, step and every RNG state).
@@ -15,7 +13,6 @@ Under ``torchrun`` (``distributed.py``) only rank 0 writes checkpoints and logs;
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
 import random
@@ -28,16 +25,6 @@ import torch
 from deeperfour.train.distributed import is_main
 
 CHECKPOINT_VERSION = 1
-
-
-def autocast(device: torch.device | str, precision: str = "bf16"):
-    """Context manager: bf16 autocast on CPU/CUDA when ``precision == "bf16"``, else a no-op."""
-    device = torch.device(device)
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision != "bf16":
-        raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def rng_state() -> dict[str, Any]:

@@ -51,19 +51,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from deeperfour.flow import estimate_flow, visibility_mask, warp_torch
+from deeperfour.core.precision import autocast
+from deeperfour.film.flow import estimate_flow, visibility_mask, warp_torch
 from deeperfour.losses.temporal import lai_losses, masked_l1
 from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet, save_checkpoint
-from deeperfour.temporal_data import TARGETS, Clip
 from deeperfour.train import distributed
-from deeperfour.train.common import (
-    Checkpointer,
-    LossLog,
-    autocast,
-    read_curves,
-    set_rng_state,
-    truncate_curves,
-)
+from deeperfour.train.clips import TARGETS, Clip
+from deeperfour.train.common import Checkpointer, LossLog, read_curves, set_rng_state, truncate_curves
 
 FeaturesFn = Callable[..., Mapping[str, torch.Tensor]]
 STATE_FILE = "train_state.pt"

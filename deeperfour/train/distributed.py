@@ -127,7 +127,7 @@ def init_from_env(device: str | torch.device = "auto") -> DistContext:
     gloo on CPU, nccl on CUDA (one GPU per local rank: ``cuda:LOCAL_RANK``). Without those variables,
     or with WORLD_SIZE 1, no process group is made and the run is an ordinary single process.
     """
-    from deeperfour.config import pick_device
+    from deeperfour.core.config import pick_device
 
     global _CONTEXT
     dev = pick_device(str(device))

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from deeperfour import config
+from deeperfour.core import config
 from deeperfour.train import distributed
 
 PATHS = {  # the notebooks' path parameters (relative to the repository root)
@@ -81,7 +81,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 def run_colorize(p: Mapping[str, Any], ctx: distributed.DistContext, progress: bool = True) -> None:
     """NoGAN training of the colorizer (``ensemble`` seeds) into ``out_dir`` (as notebook 01)."""
-    from deeperfour.colorize_data import load_training_images
+    from deeperfour.data.colorizer_crops import load_training_images
     from deeperfour.models.colorizer import ColorizerConfig
     from deeperfour.train.colorizer import NoGANConfig, train_ensemble
 
@@ -107,7 +107,7 @@ def cartoongan_config(p: Mapping[str, Any], style: str):
 
 def run_train_cartoongan(p: Mapping[str, Any], ctx: distributed.DistContext, progress: bool = True) -> None:
     """CartoonGAN training of every style into ``out_dir/<style>/`` (as notebook 03)."""
-    from deeperfour import cartoon_data
+    from deeperfour.data import style_datasets as cartoon_data
     from deeperfour.models.features import load_hed_vgg16
     from deeperfour.train.cartoongan import train
 
@@ -139,7 +139,7 @@ def temporal_clips(p: Mapping[str, Any], ctx: distributed.DistContext, base, pro
     ``out_dir/clips``. Clips missing there are built as notebook 04 builds them (rank 0 builds, the other
     ranks wait); existing ones are used as they are (the notebook rebuilds every clip; if one differs,
     e.g. after a change of ``clip_max_side``, its resume check trains again from scratch)."""
-    from deeperfour.temporal_data import Clip, build_clip
+    from deeperfour.train.clips import Clip, build_clip
 
     clips_dir = config.resolve(p["out_dir"]) / "clips"
     videos = [v.strip() for v in str(p["clip_videos"]).split(",") if v.strip()]
@@ -187,7 +187,7 @@ def convlstm_config(p: Mapping[str, Any]):
 def run_convlstm(p: Mapping[str, Any], ctx: distributed.DistContext, progress: bool = True) -> None:
     """Lai et al.'s stabilizer trained on the ``temporal_loss`` clips into ``out_dir`` (as notebook 05)."""
     from deeperfour.models.features import load_hed_vgg16
-    from deeperfour.temporal_data import load_clips
+    from deeperfour.train.clips import load_clips
     from deeperfour.train.convlstm import train_convlstm
 
     clips = load_clips(config.resolve(p["clips_dir"]))

@@ -58,14 +58,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from deeperfour.flow import estimate_flow, long_term_weights, occlusion_mask, warp_torch
+from deeperfour.core.precision import autocast
+from deeperfour.film.flow import estimate_flow, long_term_weights, occlusion_mask, warp_torch
 from deeperfour.losses.cartoon import content_loss
 from deeperfour.losses.temporal import long_term_temporal_loss
 from deeperfour.models.cartoongan import CartoonGenerator, ReleasedCartoonGAN
 from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
-from deeperfour.temporal_data import Clip
 from deeperfour.train import distributed
-from deeperfour.train.common import Checkpointer, LossLog, autocast, set_rng_state, truncate_curves
+from deeperfour.train.clips import Clip
+from deeperfour.train.common import Checkpointer, LossLog, set_rng_state, truncate_curves
 
 FeaturesFn = Callable[..., Mapping[str, torch.Tensor]]
 STATE_FILE = "train_state.pt"
@@ -92,7 +93,7 @@ class TemporalLossConfig:
     seed: int = 0  # seed of the window / crop / flip sampler
     log_every: int = 5  # steps between loss log rows
     checkpoint_every: int = 50  # steps between train_state.pt saves
-    flow: str = "dis"  # flow on the gray crops: "dis" | "farneback" (deeperfour.flow.estimate_flow)
+    flow: str = "dis"  # flow on the gray crops: "dis" | "farneback" (deeperfour.film.flow.estimate_flow)
     flow_preset: str = "medium"  # DIS preset: ultrafast | fast | medium
 
     def __post_init__(self):

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-import deeperfour.config
 from deeperfour.models.cartoongan import (
     CartoonDiscriminator,
     CartoonGANConfig,
     CartoonGANWeightsError,
     CartoonGenerator,
-    cartoonize_frame,
     from_checkpoint,
     load_released_cartoongan,
-    reference_size,
     save_checkpoint,
 )
 
-KEYS_TSV = Path(deeperfour.config.ROOT).parent / "shared" / "cartoongan" / "keys.tsv"
+KEYS_TSV = Path(__file__).parents[1] / "fixtures" / "manifests" / "cartoongan_keys.tsv"
 N_PAPER_PARAMS = 11_129_667
 
 
@@ -88,8 +84,6 @@ def paper_generator() -> CartoonGenerator:
 
 @pytest.fixture(scope="module")
 def released_file(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
-    if not KEYS_TSV.is_file():
-        pytest.skip(f"{KEYS_TSV} not present")
     sd = random_released_state_dict(seed=0)
     path = tmp_path_factory.mktemp("released") / "Shinkai_net_G_float.pth"
     torch.save(sd, path)
@@ -104,8 +98,6 @@ def tiny_light_config() -> CartoonGANConfig:
 
 
 def test_paper_keys_and_shapes_match_released_manifest(paper_generator):
-    if not KEYS_TSV.is_file():
-        pytest.skip(f"{KEYS_TSV} not present")
     ours = [(k, tuple(v.shape)) for k, v in paper_generator.state_dict().items()]
     assert ours == released_manifest()
     assert len(ours) == 94
@@ -181,13 +173,6 @@ def test_rejects_own_checkpoint_with_a_hint(tmp_path):
         load_released_cartoongan(path)
 
 
-def test_reference_preprocessing_size():
-    assert reference_size(450, 450) == (450, 450)
-    assert reference_size(337, 450) == (337, 450)  # README: 450x337 landscape stays
-    assert reference_size(1080, 1920) == (253, 450)
-    assert reference_size(1920, 1080) == (450, 253)
-
-
 # ---------------------------------------------------------------- light generator, checkpoints
 
 
@@ -239,17 +224,6 @@ def test_save_checkpoint_refuses_reserved_extra_keys(tmp_path):
     cfg = tiny_light_config()
     with pytest.raises(ValueError, match="reserved"):
         save_checkpoint(tmp_path / "g.pt", CartoonGenerator(cfg), cfg, extra={"model": 1})
-
-
-def test_cartoonize_frame_keeps_size_and_dtype():
-    model = CartoonGenerator(tiny_light_config())
-    rgb = np.random.default_rng(0).integers(0, 256, size=(30, 46, 3), dtype=np.uint8)
-    out = cartoonize_frame(model, rgb)
-    assert out.shape == rgb.shape and out.dtype == np.uint8
-    out_resized = cartoonize_frame(model, rgb, size=24)  # network runs at 15x24, back to 30x46
-    assert out_resized.shape == rgb.shape and out_resized.dtype == np.uint8
-    with pytest.raises(ValueError, match="RGB uint8"):
-        cartoonize_frame(model, rgb.astype(np.float32))
 
 
 # ---------------------------------------------------------------- discriminator

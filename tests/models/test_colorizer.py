@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from deeperfour.color import luminance
-from deeperfour.colorize import DeOldifyChroma, colorize_frames, model_input_side, predict_chroma
+from deeperfour.film.color import luminance
+from deeperfour.infer.colorize import DeOldifyChroma, colorize_frames, model_input_side, predict_chroma
 from deeperfour.losses.colorize import hinge_critic_loss, hinge_generator_loss
 from deeperfour.models.colorizer import (
     UV_RANGE,

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import deeperfour.config
-from deeperfour.color import recombine_luma
+from deeperfour.film.color import recombine_luma
 from deeperfour.models.deoldify import (
     DeOldifyConfig,
     DeOldifyWeightsError,
@@ -22,7 +21,7 @@ from deeperfour.models.deoldify import (
     spectral_norm_modules,
 )
 
-MANIFESTS = Path(deeperfour.config.ROOT).parent / "shared" / "deoldify"
+MANIFESTS = Path(__file__).parents[1] / "fixtures" / "manifests"  # deoldify_<name>_keys.tsv
 N_PARAMS = {"artistic": 63_646_881, "stable": 218_222_197}  # README table, BN statistics excluded
 TINY = {
     "deep": DeOldifyConfig(arch="deep", resnet=18, body_width=8, nf_factor=1.5),
@@ -33,9 +32,7 @@ LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, OpenCV's Y and PIL's 'L'
 
 def manifest(name: str) -> list[tuple[str, str, str, str]]:
     """(key, shape, dtype, kind) rows in state_dict order."""
-    path = MANIFESTS / f"{name}_keys.tsv"
-    if not path.is_file():
-        pytest.skip(f"manifest {path} absent")
+    path = MANIFESTS / f"deoldify_{name}_keys.tsv"
     rows = path.read_text().strip().splitlines()[1:]  # skip the header
     return [tuple(r.split("\t")) for r in rows]
 

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from deeperfour.infer.cartoonize import TemporalCartoonizer
+from deeperfour.infer.stabilize import stabilize
 from deeperfour.models.cartoongan import (
     CartoonGANConfig,
     CartoonGANWeightsError,
@@ -14,9 +16,8 @@ from deeperfour.models.cartoongan import (
     ReleasedCartoonGAN,
     save_checkpoint,
 )
-from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator, TemporalCartoonizer
-from deeperfour.stabilize import stabilize
-from deeperfour.temporal_data import cartoonize_frames
+from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
+from deeperfour.train.clips import cartoonize_frames
 
 TINY = {"light": CartoonGANConfig(variant="light", base_channels=8, n_res_blocks=2),
         "paper": CartoonGANConfig(variant="paper", base_channels=4, n_res_blocks=1)}

@@ -24,8 +24,8 @@ import torch
 
 from deeperfour.models.convlstm import from_checkpoint as load_convlstm
 from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
-from deeperfour.temporal_data import Clip
 from deeperfour.train import distributed
+from deeperfour.train.clips import Clip
 from deeperfour.train.common import Checkpointer, read_curves
 from deeperfour.train.convlstm import ConvLSTMTrainConfig, train_convlstm
 from deeperfour.train.distributed import DistContext

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from deeperfour.edges import edge_smooth
+from deeperfour.data.edges import edge_smooth
 from deeperfour.models.cartoongan import from_checkpoint
 from deeperfour.train.cartoongan import (
     STATE_FILE,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from deeperfour.colorize_data import CropSampler, mean_chroma, random_crop
+from deeperfour.data.colorizer_crops import CropSampler, mean_chroma, random_crop
 from deeperfour.models.colorizer import ColorizerConfig, ColorizerEnsemble, load_colorizer
 from deeperfour.train import colorizer as colorizer_training
 from deeperfour.train.colorizer import NoGANConfig, ensemble_curves, finish, train_colorizer, train_ensemble

@@ -15,14 +15,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deeperfour.metrics import warping_error
+from deeperfour.infer.stabilize import ConvLSTMStabilizer, stabilize
+from deeperfour.metrics.film import warping_error
 from deeperfour.models.convlstm import (
     ConvLSTMConfig,
     TemporalConsistencyNet,
     from_checkpoint,
 )
-from deeperfour.stabilize import ConvLSTMStabilizer, stabilize
-from deeperfour.temporal_data import Clip
+from deeperfour.train.clips import Clip
 from deeperfour.train.common import Checkpointer, read_curves
 from deeperfour.train.convlstm import (
     NETWORK_FILE,

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from deeperfour.color import luminance
-from deeperfour.metrics import warping_error
-from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator, TemporalCartoonizer
-from deeperfour.stabilize import stabilize
-from deeperfour.temporal_data import Clip, cartoonize_frames
+from deeperfour.film.color import luminance
+from deeperfour.infer.cartoonize import TemporalCartoonizer
+from deeperfour.infer.stabilize import stabilize
+from deeperfour.metrics.film import warping_error
+from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
+from deeperfour.train.clips import Clip, cartoonize_frames
 from deeperfour.train.common import Checkpointer, read_curves
 from deeperfour.train.temporal_loss import (
     STATE_FILE,

@@ -6,11 +6,11 @@ cartoons e_j of Eq. (5). This module builds them once, as lossless PNG crops, in
 
     <out>/manifest.json                    counts, sources, settings (what the stage built)
     <out>/styles/<style>/crops/NNNNN.png   random crop x crop cartoon crops c_i
-    <out>/styles/<style>/smooth/NNNNN.png  the same crops edge-smoothed, e_j (deeperfour.edges)
+    <out>/styles/<style>/smooth/NNNNN.png  the same crops edge-smoothed, e_j (deeperfour.data.edges)
     <out>/photo/train/NNNNN.png            photo crops p_k the generator trains on
     <out>/photo/test/NNNNN.png             held-out photo crops (metrics and the snapshot grid)
 
-Style sources (``deeperfour.data.style_sources``): the built-in ``bunny`` (Big Buck Bunny) and every
+Style sources (``deeperfour.data.samples.style_sources``): the built-in ``bunny`` (Big Buck Bunny) and every
 folder ``data/cartoons/<style>/`` of images or videos; videos are streamed, every k-th frame kept.
 Optional ``clipart``: the openclipart SVGs of ``make data-extended`` (``data/extended/clipart``),
 rendered with cairosvg when that package is importable (skipped with a note otherwise).
@@ -40,9 +40,10 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from deeperfour import data
-from deeperfour.edges import edge_mask, edge_smooth, random_crops
-from deeperfour.video import probe, read_frames
+from deeperfour.data import samples
+from deeperfour.data.edges import edge_mask, edge_smooth, random_crops
+from deeperfour.film.resize import shrink
+from deeperfour.film.video import probe, read_frames
 
 MANIFEST = "manifest.json"
 CLIPART_STYLE = "clipart"
@@ -78,7 +79,7 @@ class DatasetConfig:
 
 
 def _is_video(path: Path) -> bool:
-    return path.suffix.lower() in data.VIDEO_SUFFIXES
+    return path.suffix.lower() in samples.VIDEO_SUFFIXES
 
 
 def _video_frames(path: Path, stride: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -170,9 +171,9 @@ def _build_style(name: str, files: Sequence[Path], out: Path, cfg: DatasetConfig
         elif f.suffix.lower() == ".svg":
             images = iter([_render_svg(f, max(cfg.crop, cfg.max_side or cfg.crop))])
         else:
-            images = iter([data.load_image(f)])
+            images = iter([samples.load_image(f)])
         for img in images:
-            img = data.shrink(img, cfg.max_side)
+            img = shrink(img, cfg.max_side)
             writer.add(random_crops(img, cfg.crop, cfg.style_crops_per_image, rng))  # (n, s, s, 3)
             n_images += 1
     if writer.n == 0:
@@ -186,9 +187,9 @@ def _build_style(name: str, files: Sequence[Path], out: Path, cfg: DatasetConfig
 def photo_sources(data_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     """(stills, clips) of the photo domain: never a style source, never the demo film."""
     data_dir = Path(data_dir)
-    styles = {p.resolve() for files in data.style_sources(data_dir).values() for p in files}
-    stills = [p for p in data.training_stills(data_dir) if p.resolve() not in styles]
-    clips = [p for p in data.training_clips(data_dir).values()
+    styles = {p.resolve() for files in samples.style_sources(data_dir).values() for p in files}
+    stills = [p for p in samples.training_stills(data_dir) if p.resolve() not in styles]
+    clips = [p for p in samples.training_clips(data_dir).values()
              if p.exists() and p.resolve() not in styles and "bikes" not in p.name]
     return stills, clips
 
@@ -211,7 +212,7 @@ def _build_photos(data_dir: Path, out: Path, cfg: DatasetConfig, rng: np.random.
     sources: dict[str, list[str]] = {"train": [], "test": []}
     for i, p in enumerate(tqdm(stills, desc="photo stills", disable=not progress, leave=False)):
         split = "test" if i in held else "train"
-        img = data.shrink(data.load_image(p), cfg.max_side)
+        img = shrink(samples.load_image(p), cfg.max_side)
         writers[split].add(random_crops(img, cfg.crop, cfg.photo_crops_per_image, rng))
         sources[split].append(_rel(p, data_dir))
     for clip in clips:
@@ -221,7 +222,7 @@ def _build_photos(data_dir: Path, out: Path, cfg: DatasetConfig, rng: np.random.
         for k, (i, frame) in enumerate(tqdm(frames, total=n, desc=f"photo {clip.name}",
                                             disable=not progress, leave=False)):
             split = "test" if k >= first_test else "train"
-            img = data.shrink(frame, cfg.max_side)
+            img = shrink(frame, cfg.max_side)
             writers[split].add(random_crops(img, cfg.crop, cfg.photo_crops_per_frame, rng))
             if k in (0, first_test):
                 sources[split].append(f"{_rel(clip, data_dir)}@{i}")  # clip@first frame of the split
@@ -239,7 +240,7 @@ def build_datasets(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     rng = np.random.default_rng(cfg.seed)
-    sources = data.style_sources(data_dir)
+    sources = samples.style_sources(data_dir)
     notes: dict[str, str] = {}
     svgs = sorted((data_dir / "extended" / "clipart").rglob("*.svg"))
     if svgs and cfg.clipart_max > 0 and (styles is None or CLIPART_STYLE in styles):
@@ -289,7 +290,7 @@ def _read_pngs(folder: Path, limit: int | None = None) -> np.ndarray:
     files = sorted(folder.glob("*.png"))[:limit]
     if not files:
         raise FileNotFoundError(f"{folder}: no PNG crops; rebuild the datasets (dvc repro prepare_datasets)")
-    return np.stack([data.load_image(f) for f in files])  # (N, s, s, 3) uint8
+    return np.stack([samples.load_image(f) for f in files])  # (N, s, s, 3) uint8
 
 
 def load_style(out_dir: str | os.PathLike, style: str, limit: int | None = None

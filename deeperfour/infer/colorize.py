@@ -22,10 +22,10 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from deeperfour.color import luma_chroma_to_rgb, luminance, rgb_to_yuv_t
+from deeperfour.core.precision import autocast
+from deeperfour.film.color import luma_chroma_to_rgb, luminance, rgb_to_yuv_t
+from deeperfour.film.video import VideoWriter, probe, read_frames
 from deeperfour.models.deoldify import IMAGENET_MEAN, IMAGENET_STD, RENDER_BASE
-from deeperfour.train.common import autocast
-from deeperfour.video import VideoWriter, probe, read_frames
 
 
 def model_input_side(render_factor: int) -> int:

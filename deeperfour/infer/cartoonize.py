@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -25,16 +25,22 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from deeperfour.config import resolve
+from deeperfour.core.config import resolve
+from deeperfour.core.precision import autocast
+from deeperfour.film.flow import estimate_flow, occlusion_mask, to_gray_u8, warp_torch
+from deeperfour.film.resize import fit_longer_side, resize
+from deeperfour.film.video import LOSSLESS_SUFFIX, VideoWriter, probe, read_frames
 from deeperfour.models.cartoongan import (
+    GENERATOR_FILE,
+    MIN_SIDE,
     REFERENCE_LOAD_SIZE,
     RELEASED_STYLES,
     from_checkpoint,
     load_released_cartoongan,
+    to_uint8,
+    to_unit,
 )
-from deeperfour.train.cartoongan import GENERATOR_FILE, stylize, to_uint8
-from deeperfour.train.common import autocast
-from deeperfour.video import LOSSLESS_SUFFIX, VideoWriter, probe, read_frames
+from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
 
 RELEASED_SUFFIX = "_net_G_float.pth"
 
@@ -88,14 +94,6 @@ def load_style(name: str, trained_dir: str | os.PathLike = "build/train_cartoong
     raise KeyError(f"unknown cartoon style {name!r}; available: {', '.join(have) or 'none'} ({hint})")
 
 
-def _resize_for(h: int, w: int, max_side: int | None) -> tuple[int, int]:
-    """(h', w') with the longer side = max_side when the frame is larger, else (h, w)."""
-    if not max_side or max(h, w) <= max_side:
-        return h, w
-    s = max_side / max(h, w)
-    return max(5, round(h * s)), max(5, round(w * s))
-
-
 @torch.inference_mode()
 def cartoonize_batch(generator: nn.Module, frames: np.ndarray | Sequence[np.ndarray],
                      device: str | torch.device = "cpu", precision: str = "bf16") -> np.ndarray:
@@ -110,6 +108,129 @@ def cartoonize_batch(generator: nn.Module, frames: np.ndarray | Sequence[np.ndar
     x = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W) NHWC
     with autocast(device, precision):
         return to_uint8(generator(x))  # (B, H, W, 3)
+
+
+@torch.inference_mode()
+def cartoonize_images(generator: nn.Module, images: np.ndarray, device: torch.device | str,
+                      precision: str = "auto", batch: int = 8) -> np.ndarray:
+    """A set of RGB uint8 images (N, H, W, 3) -> cartoons (N, H, W, 3) uint8, ``batch`` at a time.
+
+    Unlike :func:`cartoonize_batch` (a channels-last view of the frames, the films' hot path), the
+    input is a contiguous NCHW copy, as the generator saw it in training: held-out photos and training
+    snapshots go through here.
+    """
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).permute(0, 3, 1, 2).contiguous()
+        x = to_unit(x.to(device))  # (b, 3, H, W) in [-1, 1]
+        with autocast(device, precision):
+            out.append(to_uint8(generator(x)))
+    return np.concatenate(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# streaming cartoonizers: (colorized frame, B&W source frame) in, cartoon out; reset at every shot start
+
+
+class FrameCartoonizer:
+    """The per-frame style generator as a streaming cartoonizer: cartoon_t = G(colorized_t).
+
+    ``stream(pairs)`` takes (colorized (H, W, 3) uint8, source (H, W) uint8) pairs and yields cartoons
+    (H, W, 3) uint8 in order, ``batch`` frames per generator call. Released styles run with the longer
+    side at their ``load_size`` (450) and are resized back. Stateless: ``reset()`` does nothing.
+    """
+
+    name = "per_frame"
+
+    def __init__(self, generator: nn.Module, device: torch.device | str = "cpu", precision: str = "auto",
+                 batch: int = 1):
+        self.generator, self.device, self.precision, self.batch = generator, device, precision, batch
+
+    def reset(self) -> None:
+        pass
+
+    def _run(self, frames: list[np.ndarray]) -> Iterator[np.ndarray]:
+        hw = frames[0].shape[:2]
+        run = fit_longer_side(*hw, getattr(self.generator, "load_size", None), MIN_SIDE)
+        x = np.stack([resize(f, run) for f in frames])  # (b, h, w, 3)
+        for y in cartoonize_batch(self.generator, x, self.device, self.precision):
+            yield resize(y, hw)
+
+    def stream(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+        buf: list[np.ndarray] = []
+        for frame, _source in pairs:
+            buf.append(frame)
+            if len(buf) == self.batch:
+                yield from self._run(buf)
+                buf = []
+        if buf:
+            yield from self._run(buf)
+
+
+class TemporalCartoonizer:
+    """Ruder et al.'s temporal-loss generator streamed through a shot (paper Sec. 5.2.1).
+
+    ``step(colorized (H, W, 3) uint8, source (H, W) uint8 gray) -> cartoon (H, W, 3) uint8``, and
+    ``stream(pairs)`` over a shot. The first frame after ``reset()`` has no past, so it is the per-frame
+    generator's output (``model(x)``). Later frames: DIS flows on the SOURCE frames t -> t-1 (backward,
+    for warping) and t-1 -> t (forward, for the check), c = ``occlusion_mask(back, fwd)``, the previous
+    output (kept in float, before rounding) warped with the backward flow, and ``model(x, warped, c)``.
+    It also has the stabilizer interface (``deeperfour.infer.stabilize``), so ``stabilize_film`` runs it.
+
+    ``max_side``: run the generator (and the flow) with the longer side shrunk to this many px (area) and
+    resize the cartoon back (bicubic); ``None`` = the model's ``load_size`` (450 for released styles) or
+    full size; 0 = full size.
+    """
+
+    name = "temporal_loss"
+
+    def __init__(self, model: TemporalCartoonGenerator, device: torch.device | str = "cpu",
+                 precision: str = "auto", flow: str = "dis", preset: str = "medium",
+                 max_side: int | None = None):
+        # channels-last: the layout oneDNN's bf16 convs are fastest in on CPUs (see models/ops.py)
+        self.model = model.to(device, memory_format=torch.channels_last).eval()
+        self.device, self.precision = torch.device(device), precision
+        self.flow, self.preset = flow, preset
+        self.max_side = model.load_size if max_side is None else max_side
+        self.reset()
+
+    def reset(self) -> None:
+        """A shot starts: forget the previous output and source frame."""
+        self.prev_out: torch.Tensor | None = None  # (1, 3, h, w) float32 in [-1, 1], run size
+        self.prev_src: np.ndarray | None = None  # (h, w) uint8 gray, run size
+
+    def stream(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+        for frame, source in pairs:
+            yield self.step(frame, source)
+
+    @torch.inference_mode()
+    def step(self, frame: np.ndarray, source: np.ndarray) -> np.ndarray:
+        frame = np.asarray(frame)
+        h, w = frame.shape[:2]
+        rh, rw = fit_longer_side(h, w, self.max_side, MIN_SIDE)
+        src = to_gray_u8(source)  # (H, W) uint8
+        if src.shape != (h, w):
+            raise ValueError(f"source {src.shape} and frame {(h, w)} differ in size")
+        if (rh, rw) != (h, w):
+            frame = cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_AREA)
+            src = cv2.resize(src, (rw, rh), interpolation=cv2.INTER_AREA)
+        x = to_unit(torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)[None])
+        if self.prev_out is None:
+            with autocast(self.device, self.precision):
+                y = self.model(x)  # (1, 3, h, w)
+        else:
+            back = estimate_flow(src, self.prev_src, self.flow, preset=self.preset)  # (h, w, 2) t -> t-1
+            fwd = estimate_flow(self.prev_src, src, self.flow, preset=self.preset)  # (h, w, 2) t-1 -> t
+            c = torch.from_numpy(occlusion_mask(back, fwd)).to(self.device)[None, None]  # (1, 1, h, w)
+            flow_t = torch.from_numpy(back).to(self.device).permute(2, 0, 1)[None]  # (1, 2, h, w)
+            warped = warp_torch(self.prev_out, flow_t)  # (1, 3, h, w), float32 outside autocast
+            with autocast(self.device, self.precision):
+                y = self.model(x, warped, c)  # (1, 3, h, w)
+        self.prev_out, self.prev_src = y.float().clamp(-1.0, 1.0), src
+        out = to_uint8(self.prev_out)[0]  # (h, w, 3)
+        if (rh, rw) != (h, w):
+            out = cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
+        return out
 
 
 def cartoonize_film(generator: nn.Module, src: str | os.PathLike, dst: str | os.PathLike,
@@ -131,8 +252,9 @@ def cartoonize_film(generator: nn.Module, src: str | os.PathLike, dst: str | os.
     info = probe(src)
     if max_side is None:
         max_side = getattr(generator, "load_size", None)
-    run_h, run_w = _resize_for(info.height, info.width, max_side)
-    # channels-last weights as well as inputs: the film then matches stylize() of the same frames bit for bit
+    run_h, run_w = fit_longer_side(info.height, info.width, max_side, MIN_SIDE)
+    # channels-last weights as well as inputs: the film then matches cartoonize_images() of the same
+    # frames bit for bit
     # in fp32 (with NCHW weights a few pixels differ by one level); in place, like .eval()
     generator = generator.to(device, memory_format=torch.channels_last).eval()
     t0 = time.time()
@@ -183,7 +305,7 @@ def style_picker(photos: np.ndarray, trained_dir: str | os.PathLike = "build/tra
 
     def show(change=None) -> None:
         gen = load_style(dropdown.value, trained_dir, models_dir)
-        cartoons = stylize(gen, photos, device)
+        cartoons = cartoonize_images(gen, photos, device)
         with out:
             out.clear_output(wait=True)
             fig, axes = plt.subplots(2, len(photos), figsize=(3 * len(photos), 6), squeeze=False)

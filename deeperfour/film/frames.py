@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deeperfour import figures
-from deeperfour.config import resolve
-from deeperfour.oldfilm import Degradation, make_bw_film
-from deeperfour.results import read_json, write_json
-from deeperfour.shots import ShotDetector
-from deeperfour.video import probe, read_frames
+from deeperfour.core.config import resolve
+from deeperfour.core.results import read_json, write_json
+from deeperfour.film.oldfilm import Degradation, make_bw_film
+from deeperfour.film.shots import ShotDetector
+from deeperfour.film.video import probe, read_frames
+from deeperfour.report import figures
 
 
 def load_shots(out_dir: str | Path) -> dict:

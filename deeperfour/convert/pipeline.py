@@ -1,9 +1,9 @@
 """``deeperfour convert FILM -o OUTDIR``: a B&W film in, colorized, cartoon and side-by-side films out.
 
 Per frame (paper Fig. 1): B&W frame -> colorize (original luminance kept) -> colorized stabilizer
--> cartoonize (a style's generator) -> cartoon stabilizer. Stabilizers are reset at every shot start,
-so there both videos equal the per-frame results. With ``temporal`` the cartoon comes from Ruder et
-al.'s temporal-loss generator and the colorized video is per-frame.
+-> cartoonizer -> cartoon stabilizer. Two independent choices: the cartoonizer (a style's per-frame
+generator, or Ruder et al.'s temporal-loss generator, which sees its own warped past) and the
+stabilizer (none, flow blend, ConvLSTM). Everything recurrent is reset at every shot start.
 
 The film streams through the pipeline one segment at a time (``segments.py``): every finished segment
 is stored losslessly in a work folder, an interrupted run resumes where it stopped, and the three
@@ -23,16 +23,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from deeperfour import convert_models as cm
-from deeperfour.cartoonize import cartoonize_batch
-from deeperfour.color import recombine_luma
-from deeperfour.colorize import colorize_frames
-from deeperfour.parallel import ParallelWriter, frames_of, panel_size, zip_films
-from deeperfour.segments import (
+from deeperfour.convert import models as cm
+from deeperfour.convert.parallel import ParallelWriter, frames_of, panel_size, zip_films
+from deeperfour.convert.segments import (
     Film,
     Segment,
     WorkDir,
@@ -42,8 +38,10 @@ from deeperfour.segments import (
     segment_files,
     work_key,
 )
-from deeperfour.stabilize import PerFrame
-from deeperfour.video import VideoWriter, probe, read_frames
+from deeperfour.film.color import recombine_luma
+from deeperfour.film.resize import fit_longer_side, resize
+from deeperfour.film.video import VideoWriter, probe, read_frames
+from deeperfour.infer.colorize import colorize_frames
 
 OUTPUTS = ("colorized.mp4", "cartoon.mp4", "parallel.mp4")
 SEGMENT_FRAMES = 200  # longest segment, frames: bounds the work lost to an interruption
@@ -56,28 +54,12 @@ class Plan:
 
     max_frames: int = SEGMENT_FRAMES
     warmup: int = WARMUP_FRAMES
-    shot_threshold: float = 0.8  # deeperfour.shots cut score
+    shot_threshold: float = 0.8  # deeperfour.film.shots cut score
 
 
 # ---------------------------------------------------------------------------------------------------------
 # one segment
 # ---------------------------------------------------------------------------------------------------------
-
-
-def scaled_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
-    """(h', w') with the longer side shrunk to ``max_side`` (0/None: unchanged), aspect kept."""
-    if not max_side or max(h, w) <= max_side:
-        return h, w
-    s = max_side / max(h, w)
-    return max(8, round(h * s)), max(8, round(w * s))
-
-
-def _resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Resize to (h, w): area when shrinking, bicubic when growing; unchanged when already that size."""
-    if img.shape[:2] == hw:
-        return img
-    shrink = img.shape[0] * img.shape[1] > hw[0] * hw[1]
-    return cv2.resize(img, (hw[1], hw[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
 def _colorized(grays: Iterable[np.ndarray], models: cm.Models, s: cm.Settings
@@ -99,53 +81,45 @@ def _stable_colorized(g: np.ndarray, col: np.ndarray, stab, proc: tuple[int, int
     """Stabilize the colorized frame at the processing size -> (gray (h, w), colorized (H, W, 3),
     colorized (h, w, 3)). The stabilized chroma is recombined with the ORIGINAL luminance (the film's
     brightness is never altered); a frame the stabilizer left unchanged (shot starts) is kept bit-exact."""
-    g_p, col_p = _resize(g, proc), _resize(col, proc)
+    g_p, col_p = resize(g, proc), resize(col, proc)
     out = stab.step(col_p, g_p)
     if out is not col_p and not np.array_equal(out, col_p):
         col = recombine_luma(g, out)  # (H, W, 3), luma == g
-        col_p = _resize(col, proc)
+        col_p = resize(col, proc)
     return g_p, col, col_p
 
 
-def _cartoonized(items: Iterable[tuple], models: cm.Models, s: cm.Settings, proc: tuple[int, int]
-                 ) -> Iterator[tuple]:
-    """Per-frame cartoons of the colorized frames at the processing size, ``s.batch`` frames per call.
-    Released styles run at their reference size (longer side 450) and are resized back."""
-    gen = models.cartoon
-    run = scaled_size(*proc, getattr(gen, "load_size", None))
-    buf: list[tuple] = []
+def _cartoonized(items: Iterable[tuple], cartoonizer) -> Iterator[tuple]:
+    """Append the cartoon of each (gray (h, w), colorized (H, W, 3), colorized (h, w, 3)) item, made at
+    the processing size by the cartoonizer's stream (it may batch, so items wait in a queue)."""
+    pending: deque[tuple] = deque()
 
-    def flush() -> Iterator[tuple]:
-        x = np.stack([_resize(col_p, run) for *_, col_p in buf])  # (b, h, w, 3)
-        for item, y in zip(buf, cartoonize_batch(gen, x, s.device, s.precision), strict=True):
-            yield (*item, _resize(y, proc))
-        buf.clear()
+    def feed() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for item in items:
+            pending.append(item)
+            yield item[2], item[0]  # (colorized, source) at the processing size
 
-    for item in items:
-        buf.append(item)
-        if len(buf) == s.batch:
-            yield from flush()
-    if buf:
-        yield from flush()
+    for cart in cartoonizer.stream(feed()):
+        yield (*pending.popleft(), cart)
 
 
 def segment_frames(film: Film, seg: Segment, s: cm.Settings) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(t, colorized (H, W, 3), cartoon (H, W, 3)) for lead <= t < stop; stabilizers start fresh at lead."""
+    """(t, colorized (H, W, 3), cartoon (H, W, 3)) for lead <= t < stop.
+
+    B&W frame -> colorizer -> colorized stabilizer -> cartoonizer (per-frame generator or the temporal-loss
+    generator) -> cartoon stabilizer. The cartoonizer and both stabilizers start fresh at ``lead``.
+    """
     models = cm.load_models(s)
     full = (film.height, film.width)
-    proc = scaled_size(*full, s.max_side)
+    proc = fit_longer_side(*full, s.max_side, 8)
     col_stab, cart_stab = models.stabilizers()
-    col_stab.reset()
-    cart_stab.reset()
+    cartoonizer = models.cartoonizer()
+    for fresh in (col_stab, cart_stab, cartoonizer):
+        fresh.reset()
     pairs = _colorized(read_range(film, seg.lead, seg.stop), models, s)
     stable = (_stable_colorized(g, col, col_stab, proc) for g, col in pairs)  # (g_p, col, col_p)
-    if s.stabilizer == "temporal":  # the cartoonizer is itself the (recurrent) cartoon stabilizer
-        cartoons = ((*it, cart_stab.step(it[2], it[0])) for it in stable)
-        cart_stab = PerFrame()
-    else:
-        cartoons = _cartoonized(stable, models, s, proc)
-    for t, (g_p, col, _, cart) in enumerate(cartoons, start=seg.lead):
-        yield t, col, _resize(cart_stab.step(cart, g_p), full)
+    for t, (g_p, col, _, cart) in enumerate(_cartoonized(stable, cartoonizer), start=seg.lead):
+        yield t, col, resize(cart_stab.step(cart, g_p), full)
 
 
 def process_segment(film: Film, seg: Segment, settings: cm.Settings, work_dir: str | os.PathLike,
@@ -252,7 +226,7 @@ def prepare(film: str | os.PathLike, outdir: str | os.PathLike, *, plan: Plan | 
     for line in notes:
         log(line)
     check_writable(outdir)
-    warmup = plan.warmup if settings.stabilizer != "none" else 0
+    warmup = plan.warmup if settings.recurrent else 0
     plan_dict = {**asdict(plan), "warmup": warmup}
     work = WorkDir(outdir, work_key(src, asdict(settings), settings.files(), plan_dict))
     others = [p for p in work.root.parent.glob("*") if p.is_dir() and p != work.root]

@@ -1,6 +1,6 @@
 """Training and validation data of the colorizer: (luminance, chroma) crops of real color images.
 
-Sources (``deeperfour.data``): the color stills (plus ``data/extended/photos`` when present, with
+Sources (``deeperfour.data.samples``): the color stills (plus ``data/extended/photos`` when present, with
 every k-th frame of its street video) and every k-th frame of the training clip (Big Buck Bunny);
 the validation clip (``carphone``) only for calibration. The demo film is never read here.
 
@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 import torch
 
-from deeperfour import data
-from deeperfour.color import rgb_to_yuv_t
-from deeperfour.video import probe, read_frames
+from deeperfour.data import samples
+from deeperfour.film.color import rgb_to_yuv_t
+from deeperfour.film.resize import shrink
+from deeperfour.film.video import probe, read_frames
 
 
 def load_training_images(data_dir: str | Path | None = None, clip_stride: int = 4,
@@ -27,15 +28,15 @@ def load_training_images(data_dir: str | Path | None = None, clip_stride: int = 
     """All colorizer training images as RGB uint8 (longer side <= max_side) and their source
     group: "still" (real photos, and every ``video_stride``-th frame of the real-footage videos
     among the extended photos) or "clip" (every ``clip_stride``-th training-clip frame)."""
-    images = [data.load_image(p, max_side=max_side) for p in data.training_stills(data_dir)]
-    for video in data.photo_videos(data_dir):
+    images = [samples.load_image(p, max_side=max_side) for p in samples.training_stills(data_dir)]
+    for video in samples.photo_videos(data_dir):
         frames = (f for i, f in enumerate(read_frames(video)) if i % video_stride == 0)
-        images += [data.shrink(f, max_side) for f in frames]
+        images += [shrink(f, max_side) for f in frames]
     groups = ["still"] * len(images)
-    clip = data.training_clips(data_dir)["train"]
+    clip = samples.training_clips(data_dir)["train"]
     for i, frame in enumerate(read_frames(clip)):
         if i % clip_stride == 0:
-            images.append(data.shrink(frame, max_side))
+            images.append(shrink(frame, max_side))
             groups.append("clip")
     if not images:
         raise FileNotFoundError(f"no colorizer training images under {data_dir} "
@@ -46,9 +47,9 @@ def load_training_images(data_dir: str | Path | None = None, clip_stride: int = 
 def load_validation_frames(data_dir: str | Path | None = None, stride: int = 10,
                            max_side: int = 512) -> list[np.ndarray]:
     """Every ``stride``-th frame of the validation clip (RGB uint8)."""
-    clip = data.training_clips(data_dir)["validation"]
+    clip = samples.training_clips(data_dir)["validation"]
     probe(clip)
-    return [data.shrink(f, max_side) for i, f in enumerate(read_frames(clip)) if i % stride == 0]
+    return [shrink(f, max_side) for i, f in enumerate(read_frames(clip)) if i % stride == 0]
 
 
 def random_crop(img: np.ndarray, size: int, rng: np.random.Generator, min_scale: float = 0.35,

@@ -23,12 +23,14 @@ from typing import Any
 
 from torch import nn
 
-from deeperfour.cartoonize import available_styles, load_style
-from deeperfour.colorize import DeOldifyChroma, model_input_side
-from deeperfour.config import BUILD, MODELS, pick_device
-from deeperfour.stabilize import ConvLSTMStabilizer, FlowBlend, PerFrame
+from deeperfour.core.config import BUILD, MODELS, pick_device
+from deeperfour.core.precision import resolve_precision
+from deeperfour.infer.cartoonize import FrameCartoonizer, TemporalCartoonizer, available_styles, load_style
+from deeperfour.infer.colorize import DeOldifyChroma, model_input_side
+from deeperfour.infer.stabilize import ConvLSTMStabilizer, FlowBlend, PerFrame
 
-STABILIZERS = ("convlstm", "temporal", "flow", "none")
+CARTOONIZERS = ("generator", "temporal")  # a style's per-frame generator | the temporal-loss generator
+STABILIZERS = ("convlstm", "flow", "none")
 COLORIZER_FILE = "colorize/colorizer.pt"
 STYLES_DIR = "train_cartoongan"
 CONVLSTM_FILE = "convlstm/convlstm.pt"
@@ -52,24 +54,32 @@ class Settings:
     colorizer_kind: str  # "deeperfour" (own checkpoint) | "deoldify" (released file)
     render_factor: int  # model input = 16 x render_factor px square
     chroma_scale: float  # saturation calibration of the colorizer
-    style: str  # cartoon style name ("" with the temporal stabilizer: its generator has one built in)
+    style: str  # cartoon style name ("" with the temporal cartoonizer: its generator has one built in)
     style_file: str
     trained_dir: str  # where trained styles live
     models_dir: str  # where released files live
-    stabilizer: str  # convlstm | temporal | flow | none
-    stabilizer_file: str = ""  # convlstm.pt or the temporal generator; "" for flow and none
+    stabilizer: str  # convlstm | flow | none: applied to the colorized and to the cartoon frames
+    stabilizer_file: str = ""  # convlstm.pt; "" for flow and none
+    cartoonizer: str = "generator"  # generator (per frame) | temporal (Ruder et al., sees its warped past)
+    cartoonizer_file: str = ""  # the temporal-loss generator; "" for the style generator (style_file)
     flow_alpha: float = 0.7  # FlowBlend: weight of the warped past
     device: str = "cpu"
-    precision: str = "bf16"  # autocast of the colorizer and the cartoon generator
+    precision: str = "fp32"  # autocast of every network: bf16 | fp32 (resolved from auto)
     max_side: int = 0  # px: stabilize and cartoonize with the longer side at most this (0 = full size)
     batch: int = 1  # frames per model call
 
     def files(self) -> list[str]:
-        return [f for f in (self.colorizer, self.style_file, self.stabilizer_file) if f]
+        return [f for f in (self.colorizer, self.style_file, self.stabilizer_file, self.cartoonizer_file)
+                if f]
 
     @property
     def style_label(self) -> str:
         return self.style or "temporal"
+
+    @property
+    def recurrent(self) -> bool:
+        """True when an output frame depends on earlier frames (segments then start with warm-up frames)."""
+        return self.stabilizer != "none" or self.cartoonizer == "temporal"
 
 
 def _guard(path: str | os.PathLike, what: str, load):
@@ -122,34 +132,30 @@ def _load_colorizer_file(path: str, kind: str, device: str, stamp: tuple[int, ..
     return model.to(device).eval(), extras
 
 
-def _load_temporal_model(path: str, device: str):
-    """A factory of fresh TemporalCartoonizers around the fine-tuned generator of stage temporal_loss."""
-    from deeperfour.models import temporal_cartoongan as tc
-
-    model = _guard(path, "temporal",
-                   lambda: tc.TemporalCartoonGenerator.from_checkpoint(path, map_location=device))
-    return lambda s: tc.TemporalCartoonizer(model, s.device, s.precision)  # runs at the model's load_size
-
-
 @dataclass
 class Models:
-    """The loaded networks of one Settings; ``stabilizers()`` gives fresh (colorized, cartoon) stabilizers."""
+    """The loaded networks of one Settings; ``cartoonizer()`` and ``stabilizers()`` give fresh streaming
+    objects (a recurrent one holds the state of one segment)."""
 
     settings: Settings
     colorizer: nn.Module
-    cartoon: nn.Module | None  # style generator, RGB [-1, 1]; None with the temporal stabilizer
+    cartoon: nn.Module  # the style generator (RGB [-1, 1]) or the TemporalCartoonGenerator
     convlstm: nn.Module | None = None
-    temporal: Any = None  # Settings -> a new TemporalCartoonizer
+
+    def cartoonizer(self) -> FrameCartoonizer | TemporalCartoonizer:
+        s = self.settings
+        if s.cartoonizer == "temporal":
+            return TemporalCartoonizer(self.cartoon, s.device, s.precision)  # runs at the model's load_size
+        return FrameCartoonizer(self.cartoon, s.device, s.precision, s.batch)
 
     def stabilizers(self) -> tuple[Any, Any]:
+        """(colorized stabilizer, cartoon stabilizer), fresh."""
         s = self.settings
         if s.stabilizer == "convlstm":
             return (ConvLSTMStabilizer(self.convlstm, s.device, s.precision),
                     ConvLSTMStabilizer(self.convlstm, s.device, s.precision))
         if s.stabilizer == "flow":
             return FlowBlend(s.flow_alpha), FlowBlend(s.flow_alpha)
-        if s.stabilizer == "temporal":
-            return PerFrame(), self.temporal(s)
         return PerFrame(), PerFrame()
 
 
@@ -161,19 +167,23 @@ def load_models(s: Settings) -> Models:
 @lru_cache(maxsize=1)
 def _load_models(s: Settings, stamp: tuple[int, ...]) -> Models:
     colorizer, _ = load_colorizer_file(s.colorizer, s.colorizer_kind, s.device)
-    cartoon = convlstm = temporal = None
-    if s.style:
+    convlstm = None
+    if s.cartoonizer == "temporal":
+        from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
+
+        cartoon = _guard(s.cartoonizer_file, "temporal",
+                         lambda: TemporalCartoonGenerator.from_checkpoint(s.cartoonizer_file,
+                                                                          map_location=s.device))
+    else:
         cartoon = _guard(s.style_file, "style",
                          lambda: load_style(s.style, s.trained_dir, s.models_dir, map_location=s.device))
-        cartoon = cartoon.to(s.device).eval()
+    cartoon = cartoon.to(s.device).eval()
     if s.stabilizer == "convlstm":
         from deeperfour.models.convlstm import from_checkpoint
 
         convlstm = _guard(s.stabilizer_file, "convlstm",
                           lambda: from_checkpoint(s.stabilizer_file, map_location=s.device))
-    elif s.stabilizer == "temporal":
-        temporal = _load_temporal_model(s.stabilizer_file, s.device)
-    return Models(s, colorizer, cartoon, convlstm, temporal)
+    return Models(s, colorizer, cartoon, convlstm)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -200,21 +210,33 @@ def _find_colorizer(weights: Path, models: Path, explicit: str | os.PathLike | N
 
 def _pick_stabilizer(name: str | None, weights: Path) -> tuple[str, str, list[str]]:
     """(stabilizer, its weight file or "", notes); the default is convlstm when trained, else flow."""
-    files = {"convlstm": weights / CONVLSTM_FILE, "temporal": weights / TEMPORAL_FILE}
+    convlstm = weights / CONVLSTM_FILE
     if name is None:
-        if files["convlstm"].is_file():
-            return "convlstm", str(files["convlstm"]), []
+        if convlstm.is_file():
+            return "convlstm", str(convlstm), []
         return "flow", "", [f"stabilizer: flow (optical-flow blending), the default because there are no "
-                            f"ConvLSTM weights at {files['convlstm']} (`dvc repro convlstm` trains them)"]
+                            f"ConvLSTM weights at {convlstm} (`dvc repro convlstm` trains them)"]
     if name not in STABILIZERS:
-        raise ValueError(f"unknown stabilizer {name!r} (choose from {', '.join(STABILIZERS)})")
-    if name in files:
-        if not files[name].is_file():
-            stage = "convlstm" if name == "convlstm" else "temporal_loss"
-            raise _missing(files[name], f"{name} weights", f"run `dvc repro {stage}`, or pick "
-                                                           "--stabilizer flow or none")
-        return name, str(files[name]), []
+        raise ValueError(f"unknown stabilizer {name!r} (choose from {', '.join(STABILIZERS)}, or temporal)")
+    if name == "convlstm":
+        if not convlstm.is_file():
+            raise _missing(convlstm, "convlstm weights",
+                           "run `dvc repro convlstm`, or pick --stabilizer flow or none")
+        return name, str(convlstm), []
     return name, "", []
+
+
+def _pick_cartoonizer(name: str, weights: Path) -> str:
+    """The temporal-loss generator's file for ``temporal``, "" for the per-frame style generator."""
+    if name not in CARTOONIZERS:
+        raise ValueError(f"unknown cartoonizer {name!r} (choose from {', '.join(CARTOONIZERS)})")
+    if name == "generator":
+        return ""
+    path = weights / TEMPORAL_FILE
+    if not path.is_file():
+        raise _missing(path, "temporal-loss generator", "run `dvc repro temporal_loss`, or pick "
+                                                        "--cartoonizer generator")
+    return str(path)
 
 
 def _pick_style(style: str | None, trained: Path, models: Path) -> tuple[str, str]:
@@ -232,22 +254,34 @@ def _pick_style(style: str | None, trained: Path, models: Path) -> tuple[str, st
 
 
 def resolve_settings(*, style: str | None = None, render_factor: int | None = None,
-                     stabilizer: str | None = None, device: str = "auto",
+                     stabilizer: str | None = None, cartoonizer: str | None = None, device: str = "auto",
                      weights: str | os.PathLike | None = None, models: str | os.PathLike | None = None,
                      colorizer: str | os.PathLike | None = None, max_side: int = 0, batch: int | None = None,
-                     precision: str = "bf16") -> tuple[Settings, list[str]]:
+                     precision: str = "auto") -> tuple[Settings, list[str]]:
     """Turn the command's options into Settings, checking every file exists; also the lines to print.
 
+    ``stabilizer="temporal"`` is the short form of ``cartoonizer="temporal", stabilizer="none"`` (Ruder
+    et al.'s generator is the stabilizer of the cartoon; the colorized film stays per-frame).
     ``batch=None``: 1 frame per model call on a CPU (batching gains nothing there and costs memory:
     about 200 MB per extra 640x360 frame in the cartoon generator), 4 on a GPU.
+    ``precision="auto"``: bf16 where the device computes it natively, else fp32 (``core/precision.py``).
     """
-    if (batch is not None and batch < 1) or max_side < 0 or precision not in ("bf16", "fp32"):
-        raise ValueError(f"need --batch >= 1, --max-side >= 0 and precision bf16|fp32 "
-                         f"(got {batch}, {max_side}, {precision})")
+    if (batch is not None and batch < 1) or max_side < 0:
+        raise ValueError(f"need --batch >= 1 and --max-side >= 0 (got {batch}, {max_side})")
+    if render_factor is not None and not 1 <= render_factor <= 100:
+        raise ValueError(f"--render-factor {render_factor}: must be 1..100 (the model input is 16 x it px "
+                         "square; DeOldify's video default is 21)")
     try:
         dev = pick_device(device)
     except RuntimeError as e:
         raise ValueError(str(e)) from e
+    precision = resolve_precision(precision, dev)
+    notes: list[str] = []
+    if stabilizer == "temporal":
+        if cartoonizer not in (None, "temporal"):
+            raise ValueError(f"--stabilizer temporal means --cartoonizer temporal, not {cartoonizer!r}")
+        stabilizer, cartoonizer = "none", "temporal"
+    cartoonizer = cartoonizer or "generator"
     batch = batch or (4 if dev.type == "cuda" else 1)
     weights = Path(weights) if weights else BUILD
     models = Path(models) if models else MODELS
@@ -258,16 +292,17 @@ def resolve_settings(*, style: str | None = None, render_factor: int | None = No
     rf = render_factor or extras.get("render_factor") or DEOLDIFY_RENDER_FACTOR
     model_input_side(rf)  # ValueError for a render factor out of 1..100
     stab, stab_file, stab_notes = _pick_stabilizer(stabilizer, weights)
+    cart_file = _pick_cartoonizer(cartoonizer, weights)
     trained = weights / STYLES_DIR
-    name, style_file = ("", "") if stab == "temporal" else _pick_style(style, trained, models)
+    name, style_file = ("", "") if cart_file else _pick_style(style, trained, models)
     s = Settings(str(col_path), kind, int(rf), float(extras.get("chroma_scale", 1.0)), name, style_file,
-                 str(trained), str(models), stab, stab_file, device=str(dev), precision=precision,
-                 max_side=int(max_side), batch=int(batch))
-    notes = [f"colorizer: {s.colorizer} ({kind}, render factor {s.render_factor}, "
-             f"chroma scale {s.chroma_scale:g})"]
+                 str(trained), str(models), stab, stab_file, cartoonizer, cart_file, device=str(dev),
+                 precision=precision, max_side=int(max_side), batch=int(batch))
+    notes.append(f"colorizer: {s.colorizer} ({kind}, render factor {s.render_factor}, "
+                 f"chroma scale {s.chroma_scale:g})")
     notes.append(f"cartoon style: {name} ({style_file})" if name else
-                 f"cartoon: the temporal-loss generator ({stab_file})")
-    if stab == "temporal" and style:
+                 f"cartoonizer: the temporal-loss generator ({cart_file})")
+    if cart_file and style:
         notes.append(f"note: --style {style} is ignored: the temporal-loss generator has its own style")
     notes += stab_notes or [f"stabilizer: {stab}" + (f" ({stab_file})" if stab_file else "")]
     size = f"longer side at most {max_side} px" if max_side else "full size"

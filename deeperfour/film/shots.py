@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from deeperfour.color import luminance
+from deeperfour.film.color import luminance
 
 THUMB = (64, 32)  # (W, H) of the standardized thumbnail
 

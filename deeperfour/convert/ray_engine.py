@@ -38,9 +38,9 @@ import torch
 from ray.exceptions import RayError, RayTaskError
 from tqdm.auto import tqdm
 
-from deeperfour import convert_models as cm
-from deeperfour.convert import Job, Plan, finish, prepare, process_segment
-from deeperfour.segments import TARGETS, Film, Segment, segment_files
+from deeperfour.convert import models as cm
+from deeperfour.convert.pipeline import Job, Plan, finish, prepare, process_segment
+from deeperfour.convert.segments import TARGETS, Film, Segment, segment_files
 
 FAIL_ENV = "DEEPERFOUR_RAY_FAIL"  # test hook "K": a worker dies after 1 frame of its 1st try at segment K
 ATTEMPT_PREFIX = ".attempt-"  # private folders of segments being computed, inside the work folder

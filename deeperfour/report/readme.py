@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deeperfour.results import read_json
+from deeperfour.core.results import read_json
 
 STAGES = ("frames", "colorize", "prepare_datasets", "train_cartoongan", "temporal_loss", "convlstm")
 TITLES = {

@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 import torch
 
-from deeperfour.metrics import CDCAccumulator, masked_warp_error, pair_flow_mask
-from deeperfour.train.common import autocast
-from deeperfour.video import read_frames
+from deeperfour.core.precision import autocast
+from deeperfour.film.video import read_frames
+from deeperfour.metrics.film import CDCAccumulator, masked_warp_error, pair_flow_mask
 
 PERCEPTUAL_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 REFERENCE = "per_frame"
@@ -149,7 +149,7 @@ def difference_maps(frames: Sequence[np.ndarray], sources: Sequence[np.ndarray],
                     flow_method: str = "dis") -> list[np.ndarray]:
     """Motion-compensated temporal differences for paper Fig. 5: entry t = |warp(V_{t+1}) - V_t| (gray
     uint8, occluded pixels 0), flows from the source frames; the first entry is all zeros."""
-    from deeperfour.flow import warp
+    from deeperfour.film.flow import warp
 
     out = [np.zeros(frames[0].shape[:2], np.uint8)]
     for t in range(1, len(frames)):

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deeperfour.color import gray_to_rgb
-from deeperfour.video import VideoError, VideoWriter, probe, read_frames
+from deeperfour.film.color import gray_to_rgb
+from deeperfour.film.video import VideoError, VideoWriter, probe, read_frames
 
 DEFAULT_LABELS = ("B&W", "colorized", "cartoon")
 MAX_WIDTH = 3840  # px: wider side-by-side films are scaled down (H.264 players choke beyond 4K)

@@ -1,6 +1,6 @@
 """Scores of films against their ground truth, streaming (one decoding pass per film set).
 
-Definitions follow reference Sec. 4 (``deeperfour.metrics``): per-frame PSNR, SSIM,
+Definitions follow reference Sec. 4 (``deeperfour.metrics.film``): per-frame PSNR, SSIM,
 CIEDE2000 and colorfulness (every ``stride``-th frame), and CDC over all consecutive
 frames within shots.
 """
@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from deeperfour import metrics
-from deeperfour.color import gray_to_rgb, luma_chroma_to_rgb, luminance
+from deeperfour.film.color import gray_to_rgb, luma_chroma_to_rgb, luminance
+from deeperfour.metrics import film as metrics
 
 
 def preview_indices(shot_starts: Sequence[int], n_frames: int, k: int) -> list[int]:
@@ -132,7 +132,7 @@ def colorization_metrics(bw_path, color_path, colorized_path, chroma: dict[int, 
     from another shot (``shuffled_partner``), same scale; ground_truth: the color original.
     ``chroma`` holds the model's unscaled chroma of EVERY frame (model resolution).
     """
-    from deeperfour.video import probe, read_frames
+    from deeperfour.film.video import probe, read_frames
 
     n = probe(bw_path).n_frames
     if len(chroma) != n:

@@ -32,8 +32,8 @@ import av
 import numpy as np
 
 from deeperfour import __version__
-from deeperfour.shots import ShotDetector
-from deeperfour.video import VideoError, probe, read_frames
+from deeperfour.film.shots import ShotDetector
+from deeperfour.film.video import VideoError, probe, read_frames
 
 WORK_FOLDER = ".deeperfour"
 MANIFEST = "manifest.json"

@@ -24,12 +24,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from deeperfour import data
-from deeperfour.cartoonize import cartoonize_batch
-from deeperfour.color import luminance
-from deeperfour.colorize import colorize_frames
-from deeperfour.shots import detect_shots
-from deeperfour.video import read_frames
+from deeperfour.film.color import luminance
+from deeperfour.film.resize import shrink
+from deeperfour.film.shots import detect_shots
+from deeperfour.film.video import read_frames
+from deeperfour.infer.cartoonize import cartoonize_batch
+from deeperfour.infer.colorize import colorize_frames
 
 TARGETS = ("colorized", "cartoon")  # the per-frame results a stabilizer can be trained on
 
@@ -104,7 +104,7 @@ def build_clip(video: str | os.PathLike, colorizer: nn.Module, generator: nn.Mod
         if max_frames and len(frames) >= max_frames:
             break
         if i % stride == 0:
-            frames.append(data.shrink(f, max_side))
+            frames.append(shrink(f, max_side))
     gray = np.stack([luminance(f) for f in frames])  # (T, H, W)
     name = Path(video).stem
     colorized = np.stack(list(tqdm(colorize_frames(colorizer, gray, render_factor, chroma_scale, device,

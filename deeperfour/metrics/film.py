@@ -19,7 +19,7 @@ import numpy as np
 from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import structural_similarity
 
-from deeperfour.flow import estimate_flow, occlusion_mask, to_float01, warp
+from deeperfour.film.flow import estimate_flow, occlusion_mask, to_float01, warp
 
 CDC_DELTAS = (1, 2, 4)  # frame distances of the CDC, equally weighted (reference Sec. 4)
 

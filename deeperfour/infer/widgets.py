@@ -8,8 +8,8 @@ import os
 import numpy as np
 import torch
 
-from deeperfour.colorize import colorize_frames
-from deeperfour.video import probe, read_frames_at
+from deeperfour.film.video import probe, read_frames_at
+from deeperfour.infer.colorize import colorize_frames
 
 
 def _png(rgb: np.ndarray) -> bytes:

@@ -1,7 +1,7 @@
 """The B&W film maker: a color clip -> a grayscale "old film", with its color original kept.
 
 No registry ships real black-and-white film, so DeeperFour makes its demo film from real
-color footage: BT.601 luminance (``deeperfour.color.luminance``), plus an optional, seeded
+color footage: BT.601 luminance (``deeperfour.film.color.luminance``), plus an optional, seeded
 old-film degradation. The color original is the ground truth for colorization metrics.
 
 Every random draw comes from ``numpy.random.default_rng([seed, tag, index])``, so frame i
@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from deeperfour.color import luminance
-from deeperfour.video import VideoWriter, probe, read_frames
+from deeperfour.film.color import luminance
+from deeperfour.film.video import VideoWriter, probe, read_frames
 
 
 @dataclass(frozen=True)

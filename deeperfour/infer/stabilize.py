@@ -17,7 +17,7 @@ so the first frame of every shot is the per-frame result itself.
 
 Ruder et al.'s temporal-loss generator is not a post-process but a cartoonizer that sees its own warped
 previous output; it implements the same interface with ``frame`` = the colorized frame
-(``deeperfour.models.temporal_cartoongan.TemporalCartoonizer``).
+(``deeperfour.infer.cartoonize.TemporalCartoonizer``).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from deeperfour.flow import estimate_flow, occlusion_mask, warp, warp_torch
+from deeperfour.core.precision import autocast
+from deeperfour.film.flow import estimate_flow, occlusion_mask, warp, warp_torch
+from deeperfour.film.video import VideoWriter, probe, read_frames
 from deeperfour.models.convlstm import StreamState, TemporalConsistencyNet
-from deeperfour.train.common import autocast
-from deeperfour.video import VideoWriter, probe, read_frames
 
 
 class Stabilizer(Protocol):

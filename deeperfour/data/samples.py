@@ -28,7 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deeperfour.config import DATA
+from deeperfour.core.config import DATA
+from deeperfour.film.resize import shrink
 
 
 @dataclass(frozen=True)
@@ -211,16 +212,6 @@ def load_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarr
     if img is None:
         raise ValueError(f"{path}: not a readable image file (PNG, JPEG, ...)")
     return shrink(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), max_side)
-
-
-def shrink(img: np.ndarray, max_side: int | None) -> np.ndarray:
-    """(H, W[, C]) -> (H', W'[, C]) with max(H', W') <= max_side, area interpolation, aspect kept;
-    unchanged when already small enough or ``max_side`` is 0/None."""
-    h, w = img.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return img
-    s = max_side / max(h, w)
-    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
