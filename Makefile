@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: help install samples data data-extended repro test test-slow lint lab clean-venv
+.PHONY: help install samples data data-extended repro test test-all lint lab clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -57,14 +57,15 @@ else
 	$(BIN)/dvc repro
 endif
 
-test: samples  ## run the test suite (fast tests; `make test-slow` adds the slow ones)
+test: samples  ## the fast test tier: unit tests on tiny tensors and clips (under 3 minutes on 2 cores)
 	$(BIN)/python -m pytest -q
 
-test-slow: samples
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+test-all: samples  ## both tiers: + integration (notebooks, torchrun, Ray, benchmarks --quick, multi-process convert)
+	$(BIN)/python -m pytest -q -m ""
 
-lint: $(STAMP)  ## ruff
-	$(BIN)/ruff check deeperfour tests
+lint: $(STAMP)  ## ruff, and the layers contract (lint-imports: no upward import, no cycle)
+	$(BIN)/ruff check deeperfour tests benchmarks
+	$(BIN)/lint-imports
 
 lab: data  ## JupyterLab with the notebooks' kernel (this .venv)
 	$(BIN)/jupyter lab notebooks/
@@ -74,4 +75,4 @@ clean-venv:
 
 .PHONY: bench
 bench: data  ## benchmarks: fps, peak memory, % of machine peak per stage vs the reference nets -> reports/benchmarks.json
-	env -u OMP_NUM_THREADS $(BIN)/python benchmarks/run.py --out reports/benchmarks.json $(BENCH_ARGS)
+	env -u OMP_NUM_THREADS $(BIN)/python -m benchmarks.run --out reports/benchmarks.json $(BENCH_ARGS)

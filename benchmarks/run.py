@@ -23,7 +23,6 @@ of its precision. Speed is only measured here, never asserted in a test.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -43,6 +42,7 @@ import torch
 
 from benchmarks import helpers as bench
 from deeperfour.core.config import BUILD, DATA, REPORTS, load_params
+from deeperfour.core.precision import resolve_precision
 
 FULL_SIZE = (640, 360)  # (W, H) of the film stages
 FULL_SQUARE = 256  # CartoonGAN's training / paper size
@@ -127,10 +127,11 @@ def stage_list(s: Settings) -> list[Stage]:
     """Every entry of the run, default nets first, each beside the reference doing the same work."""
     p = s.params
     wh, sq = s.size_name, f"{s.square}x{s.square}"
-    col_prec, col_batch = p["colorize"]["precision"], int(p["colorize"]["batch"])
-    cg_prec, cg_batch = p["train_cartoongan"]["precision"], int(p["train_cartoongan"]["film_batch"])
+    col_prec = resolve_precision(p["colorize"]["precision"], s.device)  # auto -> bf16 | fp32 on this machine
+    cg_prec = resolve_precision(p["train_cartoongan"]["precision"], s.device)
+    col_batch, cg_batch = int(p["colorize"]["batch"]), int(p["train_cartoongan"]["film_batch"])
     lstm = p.get("convlstm", {})
-    lstm_nf, lstm_prec = int(lstm.get("nf", 16)), lstm.get("precision", col_prec)
+    lstm_nf, lstm_prec = int(lstm.get("nf", 16)), resolve_precision(lstm.get("precision", col_prec), s.device)
     rfs = sorted({*s.render_factors, s.rf_default})
     st: list[Stage] = []
     for rf in rfs:
@@ -385,21 +386,10 @@ def measure_peaks(s: Settings) -> dict[str, Any]:
 
 
 def run_convert(src: Path, outdir: Path, device: str, log: Callable[[str], None]) -> Any:
-    """The ONE place that calls the whole pipeline; adapt it here when ``deeperfour.convert.pipeline``
-    changes.
+    """``deeperfour convert`` on ``src`` at its defaults (precision auto), silent; returns its summary."""
+    from deeperfour.convert.pipeline import convert
 
-    ``deeperfour.convert.pipeline.convert(film, outdir, ...)`` with the options it accepts among ``device``,
-    ``progress`` (off) and ``log`` (its lines: which models and stabilizer it chose); everything else at
-    the pipeline's defaults. Returns its summary (a dict with ``frames``).
-    """
-    import deeperfour.convert.pipeline as conv
-
-    fn = getattr(conv, "convert", None) or getattr(conv, "convert_film", None)
-    if fn is None:
-        raise AttributeError("deeperfour.convert.pipeline has neither convert() nor convert_film()")
-    accepted = inspect.signature(fn).parameters
-    options = {"device": device, "progress": False, "log": log}
-    return fn(src, outdir, **{k: v for k, v in options.items() if k in accepted})
+    return convert(src, outdir, device=device, progress=False, log=log)
 
 
 def measure_convert(src: str, seconds_of_film: float, s: Settings) -> dict[str, Any]:
@@ -418,12 +408,12 @@ def measure_convert(src: str, seconds_of_film: float, s: Settings) -> dict[str, 
         lines: list[str] = []
         summary = run_convert(Path(src), Path(tmp) / "out", s.device, lambda line: lines.append(str(line)))
         wall = time.perf_counter() - t0
-    n = int(summary["frames"]) if isinstance(summary, dict) and "frames" in summary else info.n_frames
+    n = int(summary["frames"])
     return {"group": "convert", "family": "default", "model": "deeperfour.convert.pipeline (whole pipeline)",
             "device": s.device, "threads": torch.get_num_threads(), "size": [info.width, info.height],
             "film_seconds": seconds_of_film, "film_fps": float(info.fps), "frames": n,
             "fps": n / wall, "seconds_per_frame": wall / n, "wall_s": wall, "repeats": 1,
-            "gflop_per_frame": None, "precision": s.params["colorize"]["precision"],
+            "gflop_per_frame": None, "precision": resolve_precision("auto", s.device),
             "baseline_memory_mb": baseline, **_memory(s),
             "rss_timeline_mb": rss.timeline(), "rss_growth_second_half_mb": rss.growth(),
             "convert_log": [line for line in lines if not line.lstrip().startswith("/")]}
@@ -565,12 +555,6 @@ def run(s: Settings, isolate: bool = True, only: list[str] | None = None, conver
 def measure_convert_lengths(s: Settings, stages: dict[str, Any], isolate: bool) -> None:
     """``convert`` on a short and a long synthesized film (same size): fps, and peak memory vs length."""
     names = [f"convert_{s.size_name}_{t}s" for t in s.lengths_s]
-    if not (Path(__file__).resolve().parent.parent / "deeperfour" / "convert.py").exists():
-        for name in names:
-            stages[name] = {"group": "convert", "family": "default",
-                            "skipped": "deeperfour/convert/pipeline.py absent"}
-        print("  convert: skipped (deeperfour/convert/pipeline.py does not exist yet)", flush=True)
-        return
     with tempfile.TemporaryDirectory(prefix="bench-films-") as tmp:
         for name, seconds in zip(names, s.lengths_s, strict=True):
             film = synthesize_film(Path(tmp) / f"film_{seconds}s.mp4", seconds, s.length_fps, s.size,

@@ -31,10 +31,12 @@ def _cmd_data(args) -> None:
 
 def _cmd_frames(args) -> None:
     from deeperfour.core.config import load_params
-    from deeperfour.film import frames as demo_film
+    from deeperfour.film import frames
+    from deeperfour.report import frames as frames_report
 
     params = load_params("frames", args.params)
-    m = demo_film.run(params, args.out, args.metrics, args.figures, progress=not args.quiet)
+    m = frames.run(params, args.out, args.metrics, progress=not args.quiet)
+    frames_report.draw(args.out, args.figures)
     print(f"{m['n_frames']} frames at {m['fps']} fps, {m['n_shots']} shots starting at {m['shot_starts']}")
 
 

@@ -12,6 +12,15 @@ import pytest
 
 from deeperfour.data.samples import SAMPLES, package_file, sample_path
 
+INTEGRATION_FIXTURES = {"runs", "ray_session"}  # torchrun launches; a Ray cluster
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that launches torchrun or starts a Ray cluster belongs to the integration tier."""
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def sample():

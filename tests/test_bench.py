@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from benchmarks import helpers as bench
-from deeperfour.core.config import ROOT
-
-RUN_PY = ROOT / "benchmarks" / "run.py"
-
-
-def load_run_module():
-    """benchmarks/run.py is a script, not a package module: load it by path."""
-    spec = importlib.util.spec_from_file_location("bench_run", RUN_PY)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = mod  # dataclasses look their module up by name
-    spec.loader.exec_module(mod)
-    return mod
-
+from benchmarks import run as bench_run
 
 # ------------------------------------------------------------------------------------------- FLOPs
 
@@ -128,7 +116,7 @@ def test_machine_info_has_the_contract_keys():
 
 
 def test_summarize_computes_speedup_and_targets():
-    run = load_run_module()
+    run = bench_run
     s = run.Settings.make(quick=True)
     stages = {}
     for name in {n for names in run.pipelines(s).values() for n in names}:
@@ -153,15 +141,18 @@ def test_summarize_computes_speedup_and_targets():
 def test_synthesized_film_has_the_asked_length(tmp_path):
     from deeperfour.film.video import probe
 
-    run = load_run_module()
+    run = bench_run
     info = probe(run.synthesize_film(tmp_path / "f.mp4", seconds=2, fps=5, size=(48, 32), n_source=4))
     assert (info.n_frames, info.width, info.height, info.fps) == (10, 48, 32, 5)
 
 
+@pytest.mark.integration
 def test_quick_run_writes_the_contract(tmp_path):
     out = tmp_path / "bench.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    cmd = [sys.executable, str(RUN_PY), "--quick", "--no-isolate", "--no-convert", "--out", str(out)]
+    root = Path(bench_run.__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-m", "benchmarks.run", "--quick", "--no-isolate", "--no-convert",
+           "--out", str(out)]
     subprocess.run(cmd, check=True, env=env, cwd=tmp_path, capture_output=True, text=True)
     r = json.loads(out.read_text())
     assert r["quick"] is True and r["speedup_vs_reference"] > 0

@@ -201,6 +201,7 @@ def test_resume_redoes_only_unfinished_segments(film, weights, tmp_path, monkeyp
     assert sorted(p.name for p in (out / ".deeperfour").iterdir()) == [work.name]  # its own folder removed
 
 
+@pytest.mark.integration
 def test_process_segment_runs_alone_in_another_process(film, weights, tmp_path):
     """What a Ray task does: (film, segment, settings) pickled to a fresh process gives the same files."""
     job = conv.prepare(film, tmp_path / "out", plan=PLAN, progress=False, log=lambda line: None,

@@ -12,8 +12,9 @@ import pytest
 
 from deeperfour.core.config import ROOT, load_params
 from deeperfour.data.samples import materialize_samples
-from deeperfour.film import frames as demo_film
+from deeperfour.film import frames
 from deeperfour.film.video import probe
+from deeperfour.report import frames as frames_report
 
 from .conftest import make_clip
 
@@ -28,8 +29,8 @@ def workspace(tmp_path_factory) -> Path:
     materialize_samples(root / "data" / "samples")
     clip = make_clip(root / "clip.mp4", n=24, size=(96, 64), cut_at=(12,))
     params = load_params("frames") | {"source": str(clip)}
-    demo_film.run(params, root / "build" / "frames", root / "metrics" / "frames.json",
-                  root / "figures" / "frames", progress=False)
+    frames.run(params, root / "build" / "frames", root / "metrics" / "frames.json", progress=False)
+    frames_report.draw(root / "build" / "frames", root / "figures" / "frames")
     return root
 
 
@@ -97,6 +98,7 @@ def test_source_notebook_is_clean(nb):
         assert not any(line.lstrip().startswith(("def ", "class ")) for line in c.source.splitlines())
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(nb, workspace):
     stage = STAGE_OF[nb.name]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent  # repository root (holds params.yaml, data/, build/)
+ROOT = Path(__file__).resolve().parents[2]  # repository root (holds params.yaml, data/, build/)
 DATA = ROOT / "data"
 BUILD = ROOT / "build"  # DVC-cached stage outputs (frames, films, checkpoints)
 REPORTS = ROOT / "reports"  # committed metrics JSON, figures, report

@@ -15,7 +15,6 @@ from deeperfour.core.results import read_json, write_json
 from deeperfour.film.oldfilm import Degradation, make_bw_film
 from deeperfour.film.shots import ShotDetector
 from deeperfour.film.video import probe, read_frames
-from deeperfour.report import figures
 
 
 def load_shots(out_dir: str | Path) -> dict:
@@ -24,10 +23,12 @@ def load_shots(out_dir: str | Path) -> dict:
 
 
 def run(params: dict, out_dir: str | Path = "build/frames",
-        metrics_path: str | Path = "reports/metrics/frames.json",
-        figures_dir: str | Path = "reports/figures/frames", progress: bool = True) -> dict:
-    """Run the stage with the ``frames`` section of params.yaml; returns the metrics."""
-    out_dir, figures_dir = resolve(out_dir), resolve(figures_dir)
+        metrics_path: str | Path = "reports/metrics/frames.json", progress: bool = True) -> dict:
+    """Make the stage's films and shots with the ``frames`` section of params.yaml; returns the metrics.
+
+    Its figures are drawn from these outputs by ``deeperfour.report.frames``.
+    """
+    out_dir = resolve(out_dir)
     src = resolve(params["source"])
     info = probe(src)
     max_frames = params.get("max_frames") or None
@@ -42,18 +43,10 @@ def run(params: dict, out_dir: str | Path = "build/frames",
         det.update(f)
     bw_info = probe(out_dir / "bw.mkv")
     shots = {"starts": det.starts, "n_frames": n, "fps": f"{bw_info.fps.numerator}/{bw_info.fps.denominator}",
-             "scores": [round(s, 5) for s in det.scores]}
+             "scores": [round(s, 5) for s in det.scores], "threshold": det.threshold}
     write_json(out_dir / "shots.json", shots)
 
-    # 2. figures: first frame of every shot, and the cut scores
-    wanted = set(det.starts)
-    bw = [f for i, f in enumerate(read_frames(out_dir / "bw.mkv", gray=True)) if i in wanted]
-    col = [f for i, f in enumerate(read_frames(out_dir / "color.mkv")) if i in wanted]
-    figures.save(figures.shot_starts_figure(bw, col, det.starts), figures_dir / "shots.png")
-    figures.save(figures.cut_scores_figure(det.scores, det.starts, det.threshold),
-                 figures_dir / "cut_scores.png")
-
-    # 3. metrics
+    # 2. metrics
     metrics = {
         "source": src.name, "n_frames": n, "source_n_frames": info.n_frames,
         "fps": shots["fps"], "width": bw_info.width, "height": bw_info.height,

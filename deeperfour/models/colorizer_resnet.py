@@ -26,7 +26,7 @@ from deeperfour.models.blocks import (
     conv_block,
     settle_spectral_norm,
 )
-from deeperfour.models.colorizer import ColorizerConfig, UNetColorizerBase
+from deeperfour.models.colorizer_unet import ColorizerConfig, UNetColorizerBase
 from deeperfour.models.deoldify import (
     IMAGENET_MEAN,
     IMAGENET_STD,

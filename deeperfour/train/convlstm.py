@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from deeperfour.core.precision import autocast
+from deeperfour.core.precision import PRECISIONS, autocast
 from deeperfour.film.flow import estimate_flow, visibility_mask, warp_torch
 from deeperfour.losses.temporal import lai_losses, masked_l1
 from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet, save_checkpoint
@@ -109,8 +109,8 @@ class ConvLSTMTrainConfig:
                              f"choose a comma list of {', '.join(TARGETS)}")
         if self.flow not in FLOW_METHODS:
             raise ValueError(f"flow={self.flow!r}: choose from {', '.join(FLOW_METHODS)}")
-        if self.precision not in ("bf16", "fp32"):
-            raise ValueError(f"precision={self.precision!r}: choose 'bf16' or 'fp32'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: expected one of {PRECISIONS}")
         if self.log_every < 1 or self.checkpoint_every < 1:
             raise ValueError(f"log_every={self.log_every}, checkpoint_every={self.checkpoint_every}: "
                              "expected >= 1")

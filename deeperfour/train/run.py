@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from deeperfour.core import config
+from deeperfour.core.precision import resolve_precision
 from deeperfour.train import distributed
 
 PATHS = {  # the notebooks' path parameters (relative to the repository root)
@@ -219,11 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyError, ValueError) as e:
         ap.error(str(e).strip("'\""))
     ctx = distributed.init_from_env(p.get("device", "auto"))
+    # auto -> bf16 | fp32 on this device, decided once: the checkpoints record the resolved value
+    p = {**p, "precision": resolve_precision(p.get("precision", "auto"), ctx.device)}
     try:
         config.seed_everything(p["seed"])
         if ctx.is_main:
             print(f"{args.stage}: {ctx.world_size} process(es), {ctx.backend or 'no process group'}, "
-                  f"device {ctx.device}")
+                  f"device {ctx.device}, {p['precision']}")
         STAGES[args.stage](p, ctx, progress=not args.quiet)
     except BaseException:
         distributed.cleanup(wait=False)  # the other ranks may be stuck in a collective: torchrun ends them

@@ -58,7 +58,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from deeperfour.core.precision import autocast
+from deeperfour.core.precision import PRECISIONS, autocast
 from deeperfour.film.flow import estimate_flow, long_term_weights, occlusion_mask, warp_torch
 from deeperfour.losses.cartoon import content_loss
 from deeperfour.losses.temporal import long_term_temporal_loss
@@ -109,8 +109,8 @@ class TemporalLossConfig:
         if min(self.alpha_content, self.pixel, self.gamma) < 0 or self.lr <= 0:
             raise ValueError(f"weights must be >= 0 and lr > 0: alpha_content={self.alpha_content}, "
                              f"pixel={self.pixel}, gamma={self.gamma}, lr={self.lr}")
-        if self.precision not in ("bf16", "fp32"):
-            raise ValueError(f"precision={self.precision!r}: expected 'bf16' or 'fp32'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: expected one of {PRECISIONS}")
         if self.log_every < 1 or self.checkpoint_every < 1:
             raise ValueError(f"log_every={self.log_every}, checkpoint_every={self.checkpoint_every}: "
                              "expected >= 1")

@@ -8,7 +8,6 @@ from deeperfour.film.color import luminance
 from deeperfour.infer.colorize import DeOldifyChroma, colorize_frames, model_input_side, predict_chroma
 from deeperfour.losses.colorize import hinge_critic_loss, hinge_generator_loss
 from deeperfour.models.colorizer import (
-    UV_RANGE,
     ColorizerConfig,
     ColorizerEnsemble,
     Critic,
@@ -16,6 +15,7 @@ from deeperfour.models.colorizer import (
     load_colorizer,
     save_colorizer,
 )
+from deeperfour.models.colorizer_unet import UV_RANGE
 
 
 @pytest.fixture(scope="module")

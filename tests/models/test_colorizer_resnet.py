@@ -6,13 +6,13 @@ import torch
 import torchvision
 
 from deeperfour.models.colorizer import (
-    UV_RANGE,
     ColorizerConfig,
     build_colorizer,
     load_colorizer,
     save_colorizer,
 )
 from deeperfour.models.colorizer_resnet import STAGE_START, ResNetColorizer
+from deeperfour.models.colorizer_unet import UV_RANGE
 from deeperfour.train.colorizer import NoGANConfig, train_colorizer
 
 CFG18 = ColorizerConfig(width=16, encoder="resnet18")
