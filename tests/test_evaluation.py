@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from deeperfour.metrics.colorization import (
+    FilmScores,
     choose_scale,
-    colorization_scores,
-    ground_truth_scores,
     preview_indices,
     shuffled_partner,
 )
@@ -47,9 +46,15 @@ def test_choose_scale_budget_takes_the_most_color_within_the_budget():
 def test_scores_of_perfect_and_gray_prediction():
     rng = np.random.default_rng(0)
     truth = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(4)]
-    perfect = colorization_scores(iter(truth), iter(truth), (), 2)
+    def scores(pred, stride=1, truth_only=False):
+        acc = FilmScores((), stride, truth_only=truth_only)
+        for p, t in zip(pred, truth, strict=True):
+            acc.update(*((t,) if truth_only else (p, t)))
+        return acc.result()
+
+    perfect = scores(truth, 2)
     assert perfect["ciede2000"] == 0 and perfect["psnr"] == float("inf")
-    gray = colorization_scores((t.mean(axis=2).astype(np.uint8) for t in truth), iter(truth))
+    gray = scores([t.mean(axis=2).astype(np.uint8) for t in truth])
     assert gray["colorfulness"] == 0 and gray["ciede2000"] > 1
-    assert ground_truth_scores(iter(truth))["colorfulness"] > 10
+    assert scores(truth, truth_only=True)["colorfulness"] > 10
     assert preview_indices([0, 10, 20], 30, 3) == [5, 15, 25]

@@ -13,7 +13,6 @@ from deeperfour.metrics.film import (
     channel_histograms,
     ciede2000,
     colorfulness,
-    flicker_curve,
     js_divergence,
     psnr,
     ssim,
@@ -105,13 +104,6 @@ def test_cdc_skips_pairs_across_a_cut():
 
 
 # --- flicker curve --------------------------------------------------------------------------------------
-
-
-def test_flicker_curve():
-    base = texture(16, 16)
-    assert np.allclose(flicker_curve([base] * 4), 0.0)
-    curve = flicker_curve(flickering(base * 0.8, 5, 0.1), shot_starts=(2,))
-    assert curve.shape == (4,) and np.isnan(curve[1]) and np.nanmin(curve) > 0
 
 
 # --- per-frame metrics ----------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +38,7 @@ from deeperfour.convert.segments import (
     work_key,
 )
 from deeperfour.film.color import recombine_luma
+from deeperfour.film.outputs import check_writable
 from deeperfour.film.resize import fit_longer_side, resize
 from deeperfour.film.video import VideoWriter, probe, read_frames
 from deeperfour.infer.colorize import colorize_frames
@@ -147,17 +147,6 @@ def process_segment(film: Film, seg: Segment, settings: cm.Settings, work_dir: s
 # ---------------------------------------------------------------------------------------------------------
 # the whole film
 # ---------------------------------------------------------------------------------------------------------
-
-
-def check_writable(outdir: Path) -> None:
-    """Create ``outdir`` and prove a file can be written there (one clear error otherwise)."""
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=outdir, prefix=".deeperfour-write-test"):
-            pass
-    except OSError as e:
-        raise PermissionError(f"{outdir}: cannot write the output folder here ({e.strerror or e}); "
-                              "choose another -o") from e
 
 
 def assemble(film: Film, segments: list[Segment], work: WorkDir, outdir: Path, labels: list[str],

@@ -22,6 +22,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from deeperfour.film.outputs import VIDEO_FIX, check_output_file
+
 LOSSLESS_SUFFIX = ".mkv"  # FFV1 in Matroska: bit-exact frames, keeps 30000/1001
 
 
@@ -50,6 +52,7 @@ class VideoInfo:
     has_audio: bool
     audio_codec: str | None
     audio_seconds: float | None
+    variable_rate: bool = False  # frames are unevenly spaced in time; fps is their average rate
 
     @property
     def seconds(self) -> float:
@@ -88,9 +91,12 @@ def _video_stream(container, path: Path):
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Read a video's geometry, exact frame rate, frame count and audio, without decoding pixels.
 
-    The frame count comes from the container when it stores one, otherwise from
+    The frame count comes from the container's index when it has one (mp4), otherwise from
     counting packets (demux only). Raises VideoError for a missing file, a file that
-    is not a video, a video with no frames.
+    is not a video, a video with no frames, and a file that ends before the frames its index
+    lists (found by reading the last group of pictures; frames are decoded and counted only then).
+    ``variable_rate`` is set when the frames are unevenly spaced (mp4: the average rate differs
+    from the stream's base rate; mkv: the packet times of the demux pass).
     """
     path = Path(path)
     with _open(path) as c:
@@ -99,11 +105,19 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         if not fps:
             raise VideoError(path, "has no frame rate", "re-mux it with a constant frame rate")
         n = vs.frames
+        variable = bool(vs.average_rate and vs.base_rate
+                        and abs(vs.average_rate / vs.base_rate - 1) > 1e-3)
         if not n:
+            pts = []
             try:
-                n = sum(1 for p in c.demux(vs) if p.size > 0)
+                pts = [p.pts for p in c.demux(vs) if p.size > 0]
             except av.error.FFmpegError as e:
                 raise VideoError(path, f"is truncated or corrupt ({e})") from e
+            n = len(pts)
+            variable = variable or _uneven(pts, Fraction(fps), vs.time_base)
+        elif not _tail_complete(c, vs):
+            for _ in _decode(path):  # raises the VideoError naming how many frames decode
+                pass
         if n == 0:
             raise VideoError(path, "contains no video frames", "is it an empty or truncated file?")
         a = c.streams.audio[0] if c.streams.audio else None
@@ -112,7 +126,34 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         width, height = vs.codec_context.width, vs.codec_context.height
     if a is not None and a_sec is None:  # Matroska stores no stream duration: read packet times
         a_sec = _audio_seconds(path)
-    return VideoInfo(path, width, height, Fraction(fps), int(n), a is not None, a_codec, a_sec)
+    return VideoInfo(path, width, height, Fraction(fps), int(n), a is not None, a_codec, a_sec, variable)
+
+
+def _uneven(pts: list[int | None], fps: Fraction, time_base: Fraction | None) -> bool:
+    """True when consecutive frame times differ from 1 / fps by more than a tick of the time base
+    (Matroska's millisecond ticks round 30000/1001 fps to 33 and 34 ms: still constant)."""
+    times = sorted(p for p in pts if p is not None)
+    if len(times) < 3 or not time_base:
+        return False
+    step = 1 / (fps * time_base)  # ticks per frame
+    return any(abs(b - a - step) > 1 for a, b in zip(times, times[1:]))
+
+
+def _tail_complete(c, vs) -> bool:
+    """Demux (no decoding) from the last keyframe: False when the end of the file is missing, i.e.
+    a packet is cut short or the last frame's time falls short of the stream's duration."""
+    start = vs.start_time or 0
+    end = start + (vs.duration or 0)
+    try:
+        c.seek(end, stream=vs, backward=True, any_frame=False)
+        last, cut = None, False
+        for p in c.demux(vs):
+            if p.size and p.pts is not None:
+                last = max(last or p.pts, p.pts + (p.duration or 0))
+                cut = cut or p.is_corrupt
+    except av.error.FFmpegError:
+        return False
+    return last is not None and not cut and (not vs.duration or last >= end)
 
 
 def _audio_seconds(path: Path) -> float | None:
@@ -124,36 +165,46 @@ def _audio_seconds(path: Path) -> float | None:
         return None if end is None else float((end - start) * a.time_base)
 
 
+def _decode(path: Path, start: int = 0, stop: int | None = None) -> Iterator[av.VideoFrame]:
+    """Decoded frames ``start <= i < stop``; VideoError when the stream ends before ``stop`` with
+    fewer frames than the container's index lists, or a packet fails to decode."""
+    with _open(path) as c:
+        vs = _video_stream(c, path)
+        # frame threads decode fast but drop a broken frame without raising, so the frames that
+        # come out are counted against the index below: a truncated file never passes as a short film
+        vs.thread_type = "AUTO"
+        expected = vs.frames  # from the container index when it has one (mp4), else 0
+        n = 0
+        try:
+            for frame in c.decode(vs):
+                if stop is not None and n >= stop:
+                    return
+                if n >= start:
+                    yield frame
+                n += 1
+        except av.error.FFmpegError as e:
+            of = f" of {expected}" if expected else ""
+            raise VideoError(path, f"is truncated or damaged: decoding failed at frame {n}{of} ({e})",
+                             "re-export or re-download it") from e
+        if n == 0:
+            raise VideoError(path, "contains no video frames", "is it an empty or truncated file?")
+        if n < expected:
+            raise VideoError(path, f"is truncated or damaged: {n} of the {expected} frames its index "
+                             "lists decode", "the file ends early; re-export or re-download it")
+
+
 def read_frames(path: str | os.PathLike, gray: bool = False, start: int = 0,
                 stop: int | None = None) -> Iterator[np.ndarray]:
     """Yield frames ``start <= i < stop`` one at a time: RGB (H, W, 3) uint8, or gray (H, W) uint8.
 
     Gray frames are the decoder's luma plane (BT.601 Y) when the stream is YUV, so a
     B&W film written by :class:`VideoWriter` reads back bit-exactly. A file that ends
-    early or has a corrupt packet raises VideoError naming the frame where it broke.
+    early (before ``stop`` and before the frame count its index lists) or has a corrupt
+    packet raises VideoError naming how many frames decode.
     """
-    path = Path(path)
     fmt = "gray" if gray else "rgb24"
-    with _open(path) as c:
-        vs = _video_stream(c, path)
-        vs.thread_type = "AUTO"
-        expected = vs.frames  # from the container index when it has one (mp4), else 0
-        i = -1
-        try:
-            for i, frame in enumerate(c.decode(vs)):
-                if i < start:
-                    continue
-                if stop is not None and i >= stop:
-                    return
-                yield frame.to_ndarray(format=fmt)
-        except av.error.FFmpegError as e:
-            raise VideoError(path, f"is truncated or corrupt: decoding failed after frame {i} ({e})",
-                             "re-export or re-download the file") from e
-        if i < 0:
-            raise VideoError(path, "contains no video frames", "is it an empty or truncated file?")
-        if stop is None and expected and i + 1 < expected:
-            raise VideoError(path, f"is truncated: its index lists {expected} frames, only {i + 1} decode",
-                             "re-export or re-download the file")
+    for frame in _decode(Path(path), start, stop):
+        yield frame.to_ndarray(format=fmt)
 
 
 def read_frames_at(path: str | os.PathLike, indices, gray: bool = False) -> list[np.ndarray]:
@@ -186,10 +237,17 @@ class VideoWriter:
         self.fps = Fraction(fps)
         self.width, self.height, self.gray = int(width), int(height), gray
         self.lossless = self.path.suffix == LOSSLESS_SUFFIX if lossless is None else lossless
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = _partial_name(self.path)
-        # bitexact: no random segment UID or encoder stamps, so the same frames give the same bytes
-        self._c = av.open(str(self._tmp), "w", options={"fflags": "+bitexact"})
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # bitexact: no random segment UID or encoder stamps, so the same frames give the same bytes
+            self._c = av.open(str(self._tmp), "w", options={"fflags": "+bitexact"})
+        except OSError as e:  # one clear line naming the path (a file where a folder is needed, ...)
+            check_output_file(self.path)
+            raise
+        except ValueError as e:  # FFmpeg: "Could not determine output format"
+            raise ValueError(f"{self.path}: FFmpeg knows no film format by the name '{self.path.suffix}'; "
+                             f"{VIDEO_FIX}") from e
         if self.lossless:
             self._s = self._c.add_stream("ffv1", rate=self.fps)
             self._s.pix_fmt = "gray" if gray else "bgr0"

@@ -7,7 +7,7 @@ frames within shots.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -50,24 +50,6 @@ class FilmScores:
 
     def result(self) -> dict[str, float]:
         return {k: float(np.mean(v)) for k, v in self.per.items()} | {"cdc": self.cdc.value}
-
-
-def colorization_scores(pred: Iterable[np.ndarray], truth: Iterable[np.ndarray],
-                        shot_starts: Sequence[int] = (), stride: int = 1) -> dict[str, float]:
-    """psnr, ssim, ciede2000, colorfulness (every ``stride``-th frame) and cdc (all frames)."""
-    acc = FilmScores(shot_starts, stride)
-    for p, t in zip(pred, truth, strict=True):
-        acc.update(p, t)
-    return acc.result()
-
-
-def ground_truth_scores(truth: Iterable[np.ndarray], shot_starts: Sequence[int] = (),
-                        stride: int = 1) -> dict[str, float]:
-    """colorfulness (every ``stride``-th frame) and cdc of the ground-truth film itself."""
-    acc = FilmScores(shot_starts, stride, truth_only=True)
-    for t in truth:
-        acc.update(t)
-    return acc.result()
 
 
 def shuffled_partner(i: int, shot_starts: Sequence[int], n_frames: int) -> int:

@@ -1,7 +1,7 @@
 """Video and image quality metrics, numpy first, streaming where a film is involved.
 
 Temporal stability (lower is better): ``warping_error`` (Lai et al. 2018), ``cdc`` (color distribution
-consistency, used by video colorization benchmarks), ``flicker_curve`` (a flow-free diagnostic).
+consistency, used by video colorization benchmarks).
 Fidelity and color (per frame, uint8 RGB): ``psnr``, ``ssim``, ``ciede2000``, ``colorfulness``.
 
 Every temporal metric takes ``shot_starts`` (indices of the first frame of each shot): a pair of frames
@@ -183,31 +183,6 @@ class CDCAccumulator:
 # ---------------------------------------------------------------------------------------------------------
 # Flow-free flicker diagnostic
 # ---------------------------------------------------------------------------------------------------------
-
-
-def luminance(img: np.ndarray) -> np.ndarray:
-    """BT.601 luma Y = 0.299 R + 0.587 G + 0.114 B in [0, 1], (H, W); gray frames pass through."""
-    x = to_float01(img)
-    if x.ndim == 3 and x.shape[2] == 1:
-        x = x[..., 0]
-    return x if x.ndim == 2 else x[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-def flicker_curve(frames: Iterable, shot_starts: Iterable[int] = ()) -> np.ndarray:
-    """Entry t = mean |Y_{t+1} - Y_t| of BT.601 luma in [0, 1] (length n - 1; NaN across shot cuts).
-
-    Deliberately simple and flow-free: it mixes real motion with flicker, so compare curves of two
-    versions of the same film (e.g. per-frame vs stabilized), not absolute values across films.
-    """
-    out = []
-    prev_y = None
-    starts = set(shot_starts)
-    for t, frame in enumerate(frames):
-        y = luminance(frame)
-        if prev_y is not None:
-            out.append(np.nan if t in starts else float(np.abs(y - prev_y).mean()))
-        prev_y = y
-    return np.asarray(out, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -28,14 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torchvision
-from PIL import Image
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
-from deeperfour.film.color import recombine_luma
 from deeperfour.models.blocks import (
     MergeLayer,
     PixelShuffleUp,
@@ -335,45 +332,4 @@ def save_deoldify(path: str | os.PathLike, model: DeOldifyGenerator) -> Path:
 
 
 # ---------------------------------------------------------------- inference contract
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-        raise ValueError(f"expected uint8 gray (H, W) or RGB (H, W, 3), got {image.dtype} {image.shape}")
-    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
-
-
-@torch.no_grad()
-def deoldify_colorize(model: nn.Module, rgb_uint8: np.ndarray, render_factor: int = 21,
-                      gamut: str = "desaturate") -> np.ndarray:
-    """Colorize one frame with DeOldify's input/output contract (ColorizerFilter); uint8 RGB (H, W, 3).
-
-    1. bilinear resize to a 16*render_factor square (aspect not kept), PIL 'LA' luma (ITU-R 601)
-       replicated to 3 channels, /255, ImageNet normalization;
-    2. model; x*std + mean clamped to [0, 1], to uint8 (truncating, as fastai's image2np);
-    3. bilinear resize back to (H, W), then keep the original luminance and only the model's chroma.
-    Video default render_factor 21 (336 px), images 35 (560 px).
-    """
-    rgb = _as_rgb(rgb_uint8)
-    h, w = rgb.shape[:2]
-    side = RENDER_BASE * int(render_factor)
-    small = Image.fromarray(rgb).resize((side, side), Image.Resampling.BILINEAR).convert("LA").convert("RGB")
-    device = next(model.parameters()).device
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    x = torch.from_numpy(np.array(small)).to(device).permute(2, 0, 1)[None].float() / 255  # (1, 3, S, S)
-    was_training = model.training
-    model.eval()
-    try:
-        out = model((x - mean) / std)  # (1, 3, S, S), ImageNet-normalized RGB
-    finally:
-        model.train(was_training)
-    out = ((out * std + mean).clamp(0, 1) * 255).to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
-    color = np.asarray(Image.fromarray(out).resize((w, h), Image.Resampling.BILINEAR))  # (H, W, 3)
-    return recombine_luma(rgb, color, gamut=gamut)
-
-
-def n_parameters(model: nn.Module) -> int:
-    """Parameter count (BN statistics excluded): artistic 63,646,881, stable/video 218,222,197."""
-    return sum(p.numel() for p in model.parameters())
 

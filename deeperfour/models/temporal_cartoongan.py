@@ -110,11 +110,6 @@ class TemporalCartoonGenerator(nn.Module):
         y = g.trunk(y)[..., :h, :w]  # (B, 3, H, W)
         return y.flip(1) if self.bgr else y  # RGB out
 
-    def per_frame_generator(self) -> nn.Module:
-        """The wrapped generator alone (RGB interface), e.g. to compare with the un-fine-tuned base."""
-        net = copy.deepcopy(self.base)
-        return ReleasedCartoonGAN(net) if self.bgr else net
-
     # ------------------------------------------------------------------------------------------
     # checkpoints
 

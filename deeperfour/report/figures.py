@@ -91,30 +91,6 @@ def cut_scores_figure(scores: Sequence[float], starts: Sequence[int], threshold:
     return fig
 
 
-def letterbox(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Fit ``img`` (RGB or gray uint8) into an (h, w, 3) black canvas, keeping its aspect ratio."""
-    import cv2
-
-    img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
-    s = min(h / img.shape[0], w / img.shape[1])
-    nh, nw = max(1, round(img.shape[0] * s)), max(1, round(img.shape[1] * s))
-    small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    out = np.zeros((h, w, 3), np.uint8)
-    y0, x0 = (h - nh) // 2, (w - nw) // 2
-    out[y0:y0 + nh, x0:x0 + nw] = small
-    return out
-
-
-def consecutive_frames_figure(frames: Sequence[np.ndarray], indices: Sequence[int], label: str = ""):
-    """Paper Fig. 5 view: consecutive frames, and below them |frame t - frame t-1| (x4, gray)."""
-    diffs = [np.zeros(frames[0].shape[:2], np.uint8)]
-    for a, b in zip(frames[:-1], frames[1:], strict=True):
-        d = np.abs(b.astype(np.int16) - a.astype(np.int16))
-        d = d.mean(axis=2) if d.ndim == 3 else d
-        diffs.append(np.clip(4 * d, 0, 255).astype(np.uint8))
-    return image_grid([list(frames), diffs], [label or "frames", "|Δ| x4"], [f"frame {i}" for i in indices])
-
-
 def stabilizers_figure(frames: dict[str, Sequence[np.ndarray]], diffs: dict[str, Sequence[np.ndarray]],
                        indices: Sequence[int], gain: float = 4.0, title: str = ""):
     """Paper Fig. 5: per method, a row of consecutive frames and a row of motion-compensated differences

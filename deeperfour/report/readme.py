@@ -144,16 +144,3 @@ def write_report(path: str | os.PathLike, metrics: dict[str, dict], figures_dir:
     os.replace(tmp, path)
     return path
 
-
-def update_readme(readme: str | os.PathLike, metrics: dict[str, dict]) -> Path:
-    """Replace the ``<!-- headline:start -->`` ... ``<!-- headline:end -->`` block of the repository README
-    with :func:`headline` of ``metrics`` (run after ``dvc repro``; a test checks they agree)."""
-    path = Path(readme)
-    text = path.read_text()
-    start, end = "<!-- headline:start -->\n", "<!-- headline:end -->"
-    if start not in text or end not in text:
-        raise ValueError(f"{path}: no {start.strip()} ... {end} block to fill")
-    head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1]
-    path.write_text(f"{head}{start}{headline(metrics).strip()}\n{end}{tail}")
-    return path

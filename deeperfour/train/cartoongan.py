@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -97,6 +98,15 @@ class TrainConfig:
     n_snapshots: int = 3  # grid snapshots during the GAN phase (plus before training and after init)
     log_every: int = 5  # steps between loss log rows
     checkpoint_every: int = 50  # steps between train_state.pt saves
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any], style: str) -> TrainConfig:
+        """One style's run from the ``train_cartoongan`` parameters (params.yaml names; notebook 03 passes
+        its parameters cell, the stage launcher the params section)."""
+        keys = ("variant", "crop", "batch", "init_steps", "gan_steps", "lr", "lr_d", "beta1", "beta2",
+                "omega", "init_pixel", "content_layer", "lr_decay", "precision", "seed", "n_snapshots",
+                "log_every", "checkpoint_every")
+        return cls(style=style, **{k: p[k] for k in keys})
 
     def __post_init__(self):
         if self.init_steps < 0 or self.gan_steps < 0:

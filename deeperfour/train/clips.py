@@ -55,10 +55,6 @@ class Clip:
     def __len__(self) -> int:
         return len(self.gray)
 
-    def shot_of(self, t: int) -> int:
-        """Index of the shot holding frame t."""
-        return int(np.searchsorted(np.asarray(self.shot_starts), t, side="right") - 1)
-
     def windows(self, length: int) -> list[int]:
         """First frames s of every window [s, s + length) that lies inside one shot."""
         ends = [*self.shot_starts[1:], len(self)]

@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ from deeperfour.losses.temporal import lai_losses, masked_l1
 from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet, save_checkpoint
 from deeperfour.train import distributed
 from deeperfour.train.clips import TARGETS, Clip
-from deeperfour.train.common import Checkpointer, LossLog, read_curves, set_rng_state, truncate_curves
+from deeperfour.train.common import Checkpointer, LossLog, set_rng_state, truncate_curves
 
 FeaturesFn = Callable[..., Mapping[str, torch.Tensor]]
 STATE_FILE = "train_state.pt"
@@ -95,6 +96,14 @@ class ConvLSTMTrainConfig:
     full_bptt: bool = False  # False: ConvLSTM state detached after every step (Lai et al.'s code); True:
     #                          gradients flow through the state across the whole window
     warp_prev: bool = False  # True: feed O_{t-1} and I_{t-1} warped to frame t (flow t -> t-1 of the input)
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> ConvLSTMTrainConfig:
+        """The run from the ``convlstm`` parameters (``past_input: warped`` -> warp_prev)."""
+        keys = ("nf", "n_res_blocks", "targets", "clip_len", "crop", "batch", "steps", "lr", "lambda_p",
+                "lambda_st", "lambda_lt", "alpha", "perceptual_layer", "precision", "seed", "log_every",
+                "checkpoint_every", "flow")
+        return cls(**{k: p[k] for k in keys}, warp_prev=p.get("past_input", "blind") == "warped")
 
     def __post_init__(self):
         if self.clip_len < 2:
@@ -419,14 +428,3 @@ def train_convlstm(clips: Sequence[Clip], features: FeaturesFn, cfg: ConvLSTMTra
     n = done - resumed_from
     return ConvLSTMTrainResult(net, out_dir, done, resumed_from, seconds, seconds / n if n else float("nan"))
 
-
-def loss_curves(out_dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{loss name: (steps, values)} of a training run, for the training-curve figure.
-
-    Names: total, perceptual, short_term, long_term (unweighted parts of Eq. 11), and
-    short_term_per_frame (Eq. 13 of the per-frame input P itself, the level the network starts from).
-    """
-    folder = Path(out_dir) / LIVE_DIR
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no loss log; train the network first")
-    return read_curves(folder)

@@ -164,11 +164,6 @@ def is_main() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def all_reduce_mean(values: Mapping[str, float]) -> dict[str, float]:
-    """``current().mean(values)``: the mean over ranks of each logged value."""
-    return current().mean(values)
-
-
 def unwrap(module: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (the module itself otherwise)."""
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module

@@ -96,21 +96,11 @@ def run_colorize(p: Mapping[str, Any], ctx: distributed.DistContext, progress: b
                    progress=progress)
 
 
-def cartoongan_config(p: Mapping[str, Any], style: str):
-    """One style's ``TrainConfig`` of ``notebooks/03_train_cartoongan.ipynb``."""
-    from deeperfour.train.cartoongan import TrainConfig
-
-    keys = ("variant", "crop", "batch", "init_steps", "gan_steps", "lr", "lr_d", "beta1", "beta2", "omega",
-            "init_pixel", "content_layer", "lr_decay", "precision", "seed", "n_snapshots", "log_every",
-            "checkpoint_every")
-    return TrainConfig(style=style, **{k: p[k] for k in keys})
-
-
 def run_train_cartoongan(p: Mapping[str, Any], ctx: distributed.DistContext, progress: bool = True) -> None:
     """CartoonGAN training of every style into ``out_dir/<style>/`` (as notebook 03)."""
     from deeperfour.data import style_datasets as cartoon_data
     from deeperfour.models.features import load_hed_vgg16
-    from deeperfour.train.cartoongan import train
+    from deeperfour.train.cartoongan import TrainConfig, train
 
     datasets_dir, out_dir = config.resolve(p["datasets_dir"]), config.resolve(p["out_dir"])
     vgg = load_hed_vgg16().to(ctx.device)
@@ -119,20 +109,10 @@ def run_train_cartoongan(p: Mapping[str, Any], ctx: distributed.DistContext, pro
     grid = test_photos[np.linspace(0, len(test_photos) - 1, p["n_preview"]).astype(int)]
     for style in [s.strip() for s in str(p["styles"]).split(",") if s.strip()]:
         cartoons, smoothed = cartoon_data.load_style(datasets_dir, style)
-        r = train(cartoongan_config(p, style), photos, cartoons, smoothed, grid, vgg, out_dir / style,
+        r = train(TrainConfig.from_params(p, style), photos, cartoons, smoothed, grid, vgg, out_dir / style,
                   device=ctx.device, progress=progress)
         if ctx.is_main:
             print(f"{style}: {r.steps} steps, resumed from {r.resumed_from}, {r.seconds:.0f} s")
-
-
-def temporal_loss_config(p: Mapping[str, Any]):
-    """The ``TemporalLossConfig`` of ``notebooks/04_temporal_loss.ipynb`` (``long_term`` -> J,
-    ``pixel_weight`` -> pixel)."""
-    from deeperfour.train.temporal_loss import TemporalLossConfig
-
-    keys = ("window", "crop", "batch", "steps", "lr", "gamma", "alpha_content", "content_layer", "precision",
-            "seed", "log_every", "checkpoint_every", "flow")
-    return TemporalLossConfig(J=p["long_term"], pixel=p["pixel_weight"], **{k: p[k] for k in keys})
 
 
 def temporal_clips(p: Mapping[str, Any], ctx: distributed.DistContext, base, progress: bool = True) -> list:
@@ -164,37 +144,27 @@ def run_temporal_loss(p: Mapping[str, Any], ctx: distributed.DistContext, progre
     """Ruder et al.'s temporal-loss fine-tuning of the ``style`` generator into ``out_dir`` (notebook 04)."""
     from deeperfour.models.cartoongan import from_checkpoint
     from deeperfour.models.features import load_hed_vgg16
-    from deeperfour.train.temporal_loss import finetune_temporal
+    from deeperfour.train.temporal_loss import TemporalLossConfig, finetune_temporal
 
     base = from_checkpoint(config.resolve(p["cartoon_dir"]) / p["style"] / "generator.pt", ctx.device).eval()
     clips = temporal_clips(p, ctx, base, progress)
     features = load_hed_vgg16().freeze().to(ctx.device)
-    r = finetune_temporal(base, clips, features, temporal_loss_config(p), config.resolve(p["out_dir"]),
-                          ctx.device, progress=progress)
+    cfg, out_dir = TemporalLossConfig.from_params(p), config.resolve(p["out_dir"])
+    r = finetune_temporal(base, clips, features, cfg, out_dir, ctx.device, progress=progress)
     if ctx.is_main:
         print(f"temporal_loss: {r.steps} steps, resumed from {r.resumed_from}, {r.seconds:.0f} s")
-
-
-def convlstm_config(p: Mapping[str, Any]):
-    """The ``ConvLSTMTrainConfig`` of ``notebooks/05_convlstm.ipynb``."""
-    from deeperfour.train.convlstm import ConvLSTMTrainConfig
-
-    keys = ("nf", "n_res_blocks", "targets", "clip_len", "crop", "batch", "steps", "lr", "lambda_p",
-            "lambda_st", "lambda_lt", "alpha", "perceptual_layer", "precision", "seed", "log_every",
-            "checkpoint_every", "flow")
-    return ConvLSTMTrainConfig(**{k: p[k] for k in keys}, warp_prev=p.get("past_input", "blind") == "warped")
 
 
 def run_convlstm(p: Mapping[str, Any], ctx: distributed.DistContext, progress: bool = True) -> None:
     """Lai et al.'s stabilizer trained on the ``temporal_loss`` clips into ``out_dir`` (as notebook 05)."""
     from deeperfour.models.features import load_hed_vgg16
     from deeperfour.train.clips import load_clips
-    from deeperfour.train.convlstm import train_convlstm
+    from deeperfour.train.convlstm import ConvLSTMTrainConfig, train_convlstm
 
     clips = load_clips(config.resolve(p["clips_dir"]))
     features = load_hed_vgg16().freeze().to(ctx.device)
-    r = train_convlstm(clips, features, convlstm_config(p), config.resolve(p["out_dir"]), ctx.device,
-                       progress=progress)
+    cfg, out_dir = ConvLSTMTrainConfig.from_params(p), config.resolve(p["out_dir"])
+    r = train_convlstm(clips, features, cfg, out_dir, ctx.device, progress=progress)
     if ctx.is_main:
         print(f"convlstm: {r.steps} steps, resumed from {r.resumed_from}, {r.seconds:.0f} s")
 

@@ -52,6 +52,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,6 +96,13 @@ class TemporalLossConfig:
     checkpoint_every: int = 50  # steps between train_state.pt saves
     flow: str = "dis"  # flow on the gray crops: "dis" | "farneback" (deeperfour.film.flow.estimate_flow)
     flow_preset: str = "medium"  # DIS preset: ultrafast | fast | medium
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> TemporalLossConfig:
+        """The run from the ``temporal_loss`` parameters (``long_term`` -> J, ``pixel_weight`` -> pixel)."""
+        keys = ("window", "crop", "batch", "steps", "lr", "gamma", "alpha_content", "content_layer",
+                "precision", "seed", "log_every", "checkpoint_every", "flow")
+        return cls(J=p["long_term"], pixel=p["pixel_weight"], **{k: p[k] for k in keys})
 
     def __post_init__(self):
         js = self.js  # parses J

@@ -9,14 +9,13 @@ import pytest
 import torch
 
 from deeperfour.film.color import recombine_luma
+from deeperfour.infer.colorize import DeOldifyChroma, colorize_frames
 from deeperfour.models.deoldify import (
     DeOldifyConfig,
     DeOldifyWeightsError,
     build_deoldify,
-    deoldify_colorize,
     infer_config,
     load_deoldify,
-    n_parameters,
     save_deoldify,
     spectral_norm_modules,
 )
@@ -48,7 +47,7 @@ def layout(model: torch.nn.Module) -> list[tuple[str, str, str, str]]:
 def test_full_size_layout_matches_manifest_exactly(name):
     model = build_deoldify(name, device="meta")
     assert layout(model) == manifest(name)
-    assert n_parameters(model) == N_PARAMS[name]
+    assert sum(p.numel() for p in model.parameters()) == N_PARAMS[name]
     assert infer_config(model.state_dict()) == DeOldifyConfig.preset(name)
 
 
@@ -99,7 +98,7 @@ def test_colorize_keeps_input_luminance(tiny, render_factor):
     gray = rng.integers(0, 256, (45, 67), dtype=np.uint8)  # odd frame size
     rgb = rng.integers(0, 256, (45, 67, 3), dtype=np.uint8)
     for image, luma in ((gray, gray.astype(float)), (rgb, rgb @ LUMA)):
-        out = deoldify_colorize(tiny, image, render_factor=render_factor)
+        (out,) = colorize_frames(DeOldifyChroma(tiny), [image], render_factor, precision="fp32")
         assert out.shape == (45, 67, 3) and out.dtype == np.uint8
         assert np.abs(out @ LUMA - luma).max() <= 1
     assert tiny.training is False

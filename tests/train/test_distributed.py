@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deeperfour.models.cartoongan import from_checkpoint
+from deeperfour.models.cartoongan import from_checkpoint, to_unit
 from deeperfour.models.colorizer import ColorizerConfig
 from deeperfour.train import distributed
-from deeperfour.train.cartoongan import STATE_FILE, TrainConfig, to_tensor, to_unit, train
+from deeperfour.train.cartoongan import STATE_FILE, TrainConfig, to_tensor, train
 from deeperfour.train.colorizer import NoGANConfig, train_colorizer
 from deeperfour.train.common import Checkpointer, read_curves
 from deeperfour.train.distributed import DistContext
@@ -268,7 +268,7 @@ def test_run_cli_builds_the_notebook_configs():
     cfg = NoGANConfig.from_params(p)
     assert cfg.steps_gan == 7 and cfg.lr == 5e-05 and p["weights"] == "" and p["out_dir"] == "build/colorize"
     assert cfg.layer_weights == {"relu2_2": p["w_relu2_2"], "relu3_3": p["w_relu3_3"]}
-    tc = run.cartoongan_config(run.stage_params("train_cartoongan"), "bunny")
+    tc = TrainConfig.from_params(run.stage_params("train_cartoongan"), "bunny")
     assert tc.style == "bunny" and tc.batch == run.stage_params("train_cartoongan")["batch"]
     with pytest.raises(KeyError, match="unknown parameter"):
         run.stage_params("colorize", overrides={"stepz": 1})

@@ -185,12 +185,12 @@ def test_run_cli_builds_the_notebook_configs():
     from deeperfour.train import run
 
     p = run.stage_params("temporal_loss", overrides={"long_term": "1,2", "pixel_weight": 3.0, "window": 3})
-    cfg = run.temporal_loss_config(p)
+    cfg = TemporalLossConfig.from_params(p)
     assert (cfg.J, cfg.js, cfg.pixel, cfg.window, cfg.gamma) == ("1,2", (1, 2), 3.0, 3, p["gamma"])
     assert (cfg.seed, cfg.precision, cfg.content_layer) == (p["seed"], p["precision"], p["content_layer"])
     assert p["out_dir"] == "build/temporal_loss" and p["cartoon_dir"] == "build/train_cartoongan"
     p = run.stage_params("convlstm", overrides={"nf": 8})
-    cfg = run.convlstm_config(p)
+    cfg = ConvLSTMTrainConfig.from_params(p)
     assert (cfg.nf, cfg.n_res_blocks, cfg.clip_len, cfg.lr) == (8, p["n_res_blocks"], p["clip_len"], p["lr"])
     assert p["clips_dir"] == "build/temporal_loss/clips" and p["out_dir"] == "build/convlstm"
     cmd = run.launch_command("convlstm", 2, steps=4)

@@ -25,11 +25,11 @@ from deeperfour.models.convlstm import (
 from deeperfour.train.clips import Clip
 from deeperfour.train.common import Checkpointer, read_curves
 from deeperfour.train.convlstm import (
+    LIVE_DIR,
     NETWORK_FILE,
     STATE_FILE,
     ConvLSTMTrainConfig,
     WindowSampler,
-    loss_curves,
     make_batch,
     new_network,
     train_convlstm,
@@ -89,7 +89,7 @@ def test_training_writes_reloadable_network_and_curves(straight):
     same_weights(net, straight.net)
     ckpt = torch.load(straight.out_dir / NETWORK_FILE, weights_only=True)
     assert ckpt["train_config"] == asdict(CFG) and ckpt["step"] == 6
-    curves = loss_curves(straight.out_dir)
+    curves = read_curves(straight.out_dir / LIVE_DIR)
     assert set(curves) == LOSSES
     assert all(list(steps) == list(range(6)) for steps, _ in curves.values())
     # the zero-initialized net starts as the identity: its Eq. (13) error is the per-frame input's
@@ -218,7 +218,7 @@ def test_training_reduces_flicker_on_a_held_out_clip(tmp_path):
     stable = np.stack(list(stabilize(ConvLSTMStabilizer(result.net), test.colorized, test.gray)))
     e_net, e_frames = warping_error(stable, test.gray), warping_error(test.colorized, test.gray)
     assert e_net < 0.5 * e_frames, (e_net, e_frames)
-    curves = loss_curves(tmp_path)
+    curves = read_curves(tmp_path / LIVE_DIR)
     assert curves["short_term"][1][-2:].mean() < 0.7 * curves["short_term_per_frame"][1][-2:].mean()
 
 
