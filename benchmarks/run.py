@@ -246,7 +246,7 @@ def build_cartoonize(s: Settings, variant: str, size: tuple[int, int], batch: in
     """A CartoonGAN generator on a batch of RGB frames, as ``cartoonize_film`` runs it (uint8 -> [-1, 1] ->
     generator under autocast -> uint8); the trained light generator when its checkpoint is present."""
     from deeperfour.core.precision import autocast
-    from deeperfour.models.cartoongan import CartoonGANConfig, CartoonGenerator, from_checkpoint
+    from deeperfour.models.cartoongan import CartoonGANConfig, CartoonGenerator
     from deeperfour.train.cartoongan import to_uint8
 
     weights = "random"
@@ -254,7 +254,7 @@ def build_cartoonize(s: Settings, variant: str, size: tuple[int, int], batch: in
     ckpt = BUILD / "train_cartoongan" / styles[0].strip() / "generator.pt"
     net = None
     if ckpt.exists():
-        trained = from_checkpoint(ckpt)
+        trained = CartoonGenerator.from_checkpoint(ckpt)
         if trained.cfg.variant == variant:
             net, weights = trained, "trained"
     if net is None:
@@ -290,12 +290,12 @@ def build_convlstm(s: Settings, nf: int, precision: str, n_res_blocks: int = 5,
     ``trained``: the stage ``convlstm`` checkpoint when present and of this width (else random weights)."""
     from deeperfour.film.color import luminance
     from deeperfour.infer.stabilize import ConvLSTMStabilizer
-    from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet, from_checkpoint
+    from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet
 
     net, weights = TemporalConsistencyNet(ConvLSTMConfig(nf=nf, n_res_blocks=n_res_blocks)), "random"
     ckpt = BUILD / "convlstm" / "convlstm.pt"
     if trained and ckpt.exists():
-        loaded = from_checkpoint(ckpt)
+        loaded = TemporalConsistencyNet.from_checkpoint(ckpt)
         if (loaded.config.nf, loaded.config.n_res_blocks) == (nf, n_res_blocks):
             net, weights = loaded, "trained"
     stab = ConvLSTMStabilizer(net, s.device, precision)

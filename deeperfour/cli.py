@@ -7,6 +7,7 @@ no command leaves a partial output file behind.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -29,12 +30,23 @@ def _cmd_data(args) -> None:
         print(f"extended data: {counts['photos']} photos, {counts['clipart']} clip-art SVGs")
 
 
+def _check_value(flag: str, value: float, low: float = 0.0, high: float = math.inf, hint: str = "") -> None:
+    """One clear error for an option outside ``low <= value <= high`` (or not finite)."""
+    if not (math.isfinite(value) and low <= value <= high):
+        valid = f"{low:g}..{high:g}" if math.isfinite(high) else f"a finite number >= {low:g}"
+        raise ValueError(f"{flag} {value}: must be {valid}" + (f" ({hint})" if hint else ""))
+
+
 def _cmd_frames(args) -> None:
-    from deeperfour.core.config import load_params
+    from deeperfour.core.config import load_params, resolve
     from deeperfour.film import frames
+    from deeperfour.film.outputs import check_output_file, check_writable
     from deeperfour.report import frames as frames_report
 
     params = load_params("frames", args.params)
+    check_writable(resolve(args.out), "--out")  # before any work: no stage output without the others
+    check_output_file(resolve(args.metrics), "--metrics")
+    check_writable(resolve(args.figures), "--figures")
     m = frames.run(params, args.out, args.metrics, progress=not args.quiet)
     frames_report.draw(args.out, args.figures)
     print(f"{m['n_frames']} frames at {m['fps']} fps, {m['n_shots']} shots starting at {m['shot_starts']}")
@@ -43,10 +55,11 @@ def _cmd_frames(args) -> None:
 def _cmd_info(args) -> None:
     from deeperfour.film.video import probe
 
-    i = probe(args.film)
+    i = probe(args.film)  # a truncated film is an error here too, naming how many frames decode
     audio = f"{i.audio_codec}, {i.audio_seconds:.2f} s" if i.has_audio and i.audio_seconds else (
         i.audio_codec or "none")
-    print(f"{i.path}: {i.width}x{i.height}, {i.n_frames} frames at {i.fps} fps "
+    rate = f"at a variable frame rate, average {i.fps}" if i.variable_rate else f"at {i.fps}"
+    print(f"{i.path}: {i.width}x{i.height}, {i.n_frames} frames {rate} fps "
           f"({float(i.fps):.3f}), {i.seconds:.2f} s, audio: {audio}")
 
 
@@ -54,6 +67,9 @@ def _cmd_shots(args) -> None:
     from deeperfour.film.shots import detect_shots
     from deeperfour.film.video import probe, read_frames
 
+    if not (math.isfinite(args.threshold) and args.threshold > 0):
+        raise ValueError(f"--threshold {args.threshold}: must be a finite number > 0 "
+                         "(default 0.8; higher finds fewer cuts)")
     n = probe(args.film).n_frames
     starts = detect_shots(read_frames(args.film, gray=True), threshold=args.threshold)
     print(f"{len(starts)} shots in {n} frames; shots start at frames {starts}")
@@ -62,6 +78,9 @@ def _cmd_shots(args) -> None:
 def _cmd_bw(args) -> None:
     from deeperfour.film.oldfilm import Degradation, make_bw_film
 
+    for flag in ("grain", "flicker", "scratches", "blur"):
+        _check_value(f"--{flag}", getattr(args, flag), hint="0 = off")
+    _check_value("--vignette", args.vignette, high=1.0, hint="0 = off")
     deg = Degradation(grain=args.grain, flicker=args.flicker, scratches=args.scratches,
                       vignette=args.vignette, blur=args.blur)
     n = make_bw_film(args.film, args.output, args.color_out, deg, seed=args.seed)

@@ -22,7 +22,6 @@ from deeperfour.models.cartoongan import (
     CartoonGANConfig,
     CartoonGenerator,
     ReleasedCartoonGAN,
-    save_checkpoint,
 )
 
 from .conftest import make_clip
@@ -97,7 +96,7 @@ def test_film_errors_leave_no_file(clip, tmp_path):
 
 def test_load_style_trained_released_and_unknown(tmp_path, tiny_generator):
     trained, models = tmp_path / "train_cartoongan", tmp_path / "models"
-    save_checkpoint(trained / "bunny" / "generator.pt", tiny_generator, TINY)
+    tiny_generator.save(trained / "bunny" / "generator.pt")
     g = load_style("bunny", trained, models)
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     torch.testing.assert_close(g(x), tiny_generator(x))
@@ -119,8 +118,8 @@ def test_load_style_trained_released_and_unknown(tmp_path, tiny_generator):
 
 def test_style_picker_builds_a_dropdown_of_styles(tmp_path, tiny_generator):
     pytest.importorskip("ipywidgets")
-    save_checkpoint(tmp_path / "a" / "generator.pt", tiny_generator, TINY)
-    save_checkpoint(tmp_path / "b" / "generator.pt", tiny_generator, TINY)
+    tiny_generator.save(tmp_path / "a" / "generator.pt")
+    tiny_generator.save(tmp_path / "b" / "generator.pt")
     photos = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     box = style_picker(photos, tmp_path, tmp_path / "models")
     dropdown, _ = box.children

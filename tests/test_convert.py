@@ -17,10 +17,8 @@ from deeperfour.convert.segments import Segment, plan_segments, read_range, scan
 from deeperfour.film.video import VideoWriter, probe, read_frames
 from deeperfour.infer.cartoonize import TemporalCartoonizer
 from deeperfour.models.cartoongan import CartoonGANConfig, CartoonGenerator
-from deeperfour.models.cartoongan import save_checkpoint as save_cartoon
 from deeperfour.models.colorizer import ColorizerConfig, build_colorizer, save_colorizer
 from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet
-from deeperfour.models.convlstm import save_checkpoint as save_convlstm
 from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
 
 from .conftest import make_clip
@@ -37,9 +35,9 @@ def weights(tmp_path_factory) -> Path:
     colorizer = build_colorizer(ColorizerConfig(width=16), pretrained=False)
     save_colorizer(root / "colorize" / "colorizer.pt", colorizer, chroma_scale=2.0, render_factor=2)
     cfg = CartoonGANConfig(variant="light", base_channels=8, n_res_blocks=2)
-    save_cartoon(root / "train_cartoongan" / "tiny" / "generator.pt", CartoonGenerator(cfg), cfg)
+    CartoonGenerator(cfg).save(root / "train_cartoongan" / "tiny" / "generator.pt")
     net = TemporalConsistencyNet(ConvLSTMConfig(nf=4, n_res_blocks=1))
-    save_convlstm(net, root / "convlstm" / "convlstm.pt")
+    net.save(root / "convlstm" / "convlstm.pt")
     (root / "released").mkdir()  # an empty models/ folder: no released files
     return root
 

@@ -138,3 +138,90 @@ def test_same_frames_give_identical_files(clip, tmp_path):
     a = copy_video(clip, tmp_path / "a.mkv", gray=True).read_bytes()
     b = copy_video(clip, tmp_path / "b.mkv", gray=True).read_bytes()
     assert a == b
+
+
+def truncated_clip(tmp_path, n: int = 75, keep: float = 0.5):
+    """An mp4 whose index (moov first: faststart) lists ``n`` frames, cut to its first ``keep`` of bytes."""
+    import av
+    from conftest import make_clip
+
+    full = make_clip(tmp_path / "full.mp4", n=n, audio_seconds=None)
+    path = tmp_path / "clip.mp4"
+    with av.open(str(full)) as src, av.open(str(path), "w", options={"movflags": "faststart"}) as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for p in src.demux(src.streams.video[0]):
+            if p.dts is not None:
+                p.stream = out
+                dst.mux(p)
+    full.unlink()
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def vfr_clip(path, n: int = 30):
+    """A variable-frame-rate clip: frames alternately 50 ms and 33 ms apart (about 24 fps on average)."""
+    import av
+
+    c = av.open(str(path), "w")
+    s = c.add_stream("libx264", rate=24)
+    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+    s.codec_context.time_base = Fraction(1, 1000)
+    rng, t = np.random.default_rng(0), 0
+    for i in range(n):
+        f = av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), format="rgb24")
+        f.pts, f.time_base = t, Fraction(1, 1000)
+        t += 33 if i % 2 else 50
+        for p in s.encode(f):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    c.close()
+    return path
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+def test_truncated_mp4_is_an_error_for_probe_and_every_full_pass(keep, tmp_path):
+    """A file whose index lists 75 frames but ends early never passes as a short film: probe, a full
+    read and a read up to the listed count all raise, naming how many frames decode out of 75."""
+    p = truncated_clip(tmp_path, keep=keep)
+    promise = r"clip.mp4: is truncated or damaged: \d+ of the 75 frames its index lists decode"
+    with pytest.raises(VideoError, match=promise):
+        probe(p)
+    with pytest.raises(VideoError, match=promise):
+        list(read_frames(p))
+    with pytest.raises(VideoError, match=promise):
+        list(read_frames(p, gray=True, stop=75))  # what the B&W film maker asks for
+    assert len(list(read_frames(p, stop=5))) == 5  # the frames before the break still stream
+
+
+def test_probe_decodes_nothing_on_a_complete_file(clip, monkeypatch):
+    """The truncation check reads the last group of pictures only; frames are decoded only when it fails."""
+    import deeperfour.film.video as video
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("probe decoded a complete file")
+
+    monkeypatch.setattr(video, "_decode", no_decoding)
+    assert probe(clip).n_frames == 40
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_variable_frame_rate_is_detected(suffix, clip, tmp_path):
+    """Unevenly spaced frames set variable_rate; constant-rate films (even in Matroska's ms ticks) do not."""
+    assert probe(vfr_clip(tmp_path / f"vfr{suffix}")).variable_rate
+    assert not probe(clip).variable_rate
+    assert not probe(copy_video(clip, tmp_path / f"cfr{suffix}")).variable_rate
+
+
+@pytest.mark.parametrize("case", ["under_a_file", "unknown_format"])
+def test_writer_names_the_output_path(case, tmp_path):
+    """An output the writer cannot create gives one error naming the path and the fix, and no file."""
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "x.mp4" if case == "under_a_file" else tmp_path / "x.xyz"
+    with pytest.raises((PermissionError, ValueError)) as e:
+        VideoWriter(out, 25, 32, 32)
+    msg = str(e.value)
+    assert str(out) in msg
+    assert ("is a file, not a folder" in msg) if case == "under_a_file" else (".mkv" in msg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -179,10 +179,11 @@ def _load_models(s: Settings, stamp: tuple[int, ...]) -> Models:
                          lambda: load_style(s.style, s.trained_dir, s.models_dir, map_location=s.device))
     cartoon = cartoon.to(s.device).eval()
     if s.stabilizer == "convlstm":
-        from deeperfour.models.convlstm import from_checkpoint
+        from deeperfour.models.convlstm import TemporalConsistencyNet
 
         convlstm = _guard(s.stabilizer_file, "convlstm",
-                          lambda: from_checkpoint(s.stabilizer_file, map_location=s.device))
+                          lambda: TemporalConsistencyNet.from_checkpoint(s.stabilizer_file,
+                                                                             map_location=s.device))
     return Models(s, colorizer, cartoon, convlstm)
 
 

@@ -56,7 +56,12 @@ def pick_device(device: str = "auto") -> torch.device:
     """``auto`` -> the first CUDA GPU when present, else the CPU; ``cpu``/``cuda[:N]`` as given."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:  # torch: "Invalid device string"
+        raise ValueError(f"--device {device}: not a device; use auto, cpu, cuda or cuda:N") from e
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device}: not a device; use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"--device {device}: no CUDA GPU is visible here (use --device auto or cpu)")
     return dev

@@ -10,7 +10,9 @@ looks the same whether the film is made in one pass, resumed, or made in paralle
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from deeperfour.film.color import luminance
+from deeperfour.film.outputs import check_video_output, same_file
 from deeperfour.film.video import VideoWriter, probe, read_frames
 
 
@@ -31,6 +34,17 @@ class Degradation:
     scratches: float = 0.0  # expected number of vertical scratches per frame (e.g. 0.6)
     vignette: float = 0.0  # darkening at the corners, 0..1 (e.g. 0.3)
     blur: float = 0.0  # Gaussian blur sigma in pixels (e.g. 0.7)
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            top = 1.0 if name == "vignette" else math.inf
+            try:
+                ok = math.isfinite(float(value)) and 0 <= float(value) <= top
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                valid = "0..1" if name == "vignette" else "a finite number >= 0"
+                raise ValueError(f"degradation {name} = {value}: must be {valid} (0 = off)")
 
     @property
     def active(self) -> bool:
@@ -80,13 +94,25 @@ def degrade(gray: np.ndarray, index: int, deg: Degradation, seed: int = 0) -> np
 
 def make_bw_film(color_src: str | os.PathLike, bw_out: str | os.PathLike,
                  color_out: str | os.PathLike | None = None, deg: Degradation = Degradation(),
-                 seed: int = 0, max_frames: int | None = None, progress: bool = True) -> int:
+                 seed: int = 0, max_frames: int | None = None, progress: bool = True,
+                 log: Callable[[str], None] = print) -> int:
     """Write the grayscale film ``bw_out`` (lossless FFV1 when .mkv) with the source's audio,
     and optionally the decoded color original ``color_out`` (lossless) as ground truth.
 
-    Streams frame by frame; both outputs appear only when complete. Returns the frame count.
+    Streams frame by frame; both outputs appear only when complete, and never over the source.
+    A variable-frame-rate source is written at its average rate, every frame kept (a note says so).
+    Returns the frame count.
     """
     info = probe(color_src)
+    check_video_output(bw_out, "-o", inputs=[color_src])
+    if color_out:
+        check_video_output(color_out, "--color-out", inputs=[color_src])
+        if same_file(color_out, bw_out):
+            raise ValueError(f"--color-out {color_out}: is the same file as -o {bw_out}; give the two "
+                             "films different names")
+    if info.variable_rate:
+        log(f"note: {color_src} has a variable frame rate; the output is written at a constant {info.fps} "
+            "fps with every frame kept (timing of individual frames may shift slightly)")
     n = info.n_frames if max_frames is None else min(info.n_frames, max_frames)
     bw_w = VideoWriter(bw_out, info.fps, info.width, info.height, gray=True, audio_from=color_src)
     col_w = (VideoWriter(color_out, info.fps, info.width, info.height, audio_from=color_src)

@@ -55,11 +55,11 @@ def check_output_file(path: str | os.PathLike, flag: str = "-o",
     """Refuse an output file that is a folder, is one of ``inputs``, or whose folder cannot be written."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a file name; give {flag} a file name, e.g. {path / 'out'}")
+        raise ValueError(f"{path}: is a folder, not a file; give {flag} a file name, e.g. {path / 'out'}")
     for src in inputs:
         if same_file(path, src):
-            raise ValueError(f"{flag} {path}: is the input {src}; writing it would destroy the source, "
-                             f"choose another {flag}")
+            raise ValueError(f"{flag} {path}: is the input film {src}; writing there would overwrite the "
+                             f"source, choose another {flag}")
     why = _unwritable(path.parent)
     if why:
         raise PermissionError(f"{path}: cannot write the output file here ({why}); choose another {flag}")
@@ -69,7 +69,9 @@ def check_video_output(path: str | os.PathLike, flag: str = "-o",
                        inputs: Iterable[str | os.PathLike] = ()) -> None:
     """:func:`check_output_file` for a film, which also needs a name that says the format (.mkv, .mp4)."""
     path = Path(path)
-    if path.suffix.lower() not in VIDEO_SUFFIXES and not path.is_dir():
-        kind = f"'{path.suffix}' is not a film format written here" if path.suffix else "has no file extension"
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a file; give {flag} a file name, e.g. {path / 'out.mkv'}")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        kind = f"'{path.suffix}' is not a film format written here" if path.suffix else "has no extension"
         raise ValueError(f"{path}: {kind}; {VIDEO_FIX}")
     check_output_file(path, flag, inputs)

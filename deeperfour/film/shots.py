@@ -12,6 +12,7 @@ frames after the previous cut.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,12 @@ class ShotDetector:
     _recent: deque = field(default_factory=lambda: deque(maxlen=8))
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.threshold) and self.threshold > 0):
+            raise ValueError(f"shot threshold {self.threshold}: must be a finite number > 0 (default 0.8; "
+                             "higher finds fewer cuts)")
+        if not (math.isfinite(self.ratio) and self.ratio >= 0) or self.window < 1 or self.min_shot < 1:
+            raise ValueError(f"shot detector: need ratio >= 0, window >= 1, min_shot >= 1 (got ratio "
+                             f"{self.ratio}, window {self.window}, min_shot {self.min_shot})")
         self._recent = deque(maxlen=self.window)
 
     def update(self, frame: np.ndarray) -> bool:

@@ -136,7 +136,7 @@ def _uneven(pts: list[int | None], fps: Fraction, time_base: Fraction | None) ->
     if len(times) < 3 or not time_base:
         return False
     step = 1 / (fps * time_base)  # ticks per frame
-    return any(abs(b - a - step) > 1 for a, b in zip(times, times[1:]))
+    return any(abs(b - a - step) > 1 for a, b in zip(times, times[1:], strict=False))
 
 
 def _tail_complete(c, vs) -> bool:
@@ -149,7 +149,8 @@ def _tail_complete(c, vs) -> bool:
         last, cut = None, False
         for p in c.demux(vs):
             if p.size and p.pts is not None:
-                last = max(last or p.pts, p.pts + (p.duration or 0))
+                p_end = p.pts + (p.duration or 0)
+                last = p_end if last is None else max(last, p_end)
                 cut = cut or p.is_corrupt
     except av.error.FFmpegError:
         return False
@@ -242,10 +243,12 @@ class VideoWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # bitexact: no random segment UID or encoder stamps, so the same frames give the same bytes
             self._c = av.open(str(self._tmp), "w", options={"fflags": "+bitexact"})
-        except OSError as e:  # one clear line naming the path (a file where a folder is needed, ...)
+        except OSError:  # one clear line naming the path (a file where a folder is needed, ...)
             check_output_file(self.path)
             raise
-        except ValueError as e:  # FFmpeg: "Could not determine output format"
+        except ValueError as e:
+            if "output format" not in str(e):  # FFmpeg: "Could not determine output format"
+                raise
             raise ValueError(f"{self.path}: FFmpeg knows no film format by the name '{self.path.suffix}'; "
                              f"{VIDEO_FIX}") from e
         if self.lossless:

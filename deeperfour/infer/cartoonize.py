@@ -35,7 +35,7 @@ from deeperfour.models.cartoongan import (
     MIN_SIDE,
     REFERENCE_LOAD_SIZE,
     RELEASED_STYLES,
-    from_checkpoint,
+    CartoonGenerator,
     load_released_cartoongan,
     to_uint8,
     to_unit,
@@ -72,7 +72,7 @@ def load_style(name: str, trained_dir: str | os.PathLike = "build/train_cartoong
     """
     trained = resolve(trained_dir) / name / GENERATOR_FILE
     if trained.is_file():
-        model = from_checkpoint(trained, map_location).eval()
+        model = CartoonGenerator.from_checkpoint(trained, map_location).eval()
         model.load_size = None  # trained at the dataset's scale: run at the frame's own size
         model.style = name
         return model

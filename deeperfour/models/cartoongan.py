@@ -265,6 +265,15 @@ class CartoonGenerator(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # discriminator
 
+    def save(self, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Path:
+        """``{"model": state_dict, "config": asdict(cfg), "version", "arch", **extra}``, atomically."""
+        return _save_checkpoint(path, self, self.cfg, extra)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                        ) -> CartoonGenerator:
+        """Rebuild the generator from the config inside its own checkpoint (eval mode)."""
+        return _from_checkpoint(path, map_location)
 
 class CartoonDiscriminator(nn.Module):
     """PatchGAN-like discriminator of paper Fig. 2; returns one LOGIT per patch at 1/4 resolution.
@@ -308,7 +317,7 @@ class CartoonDiscriminator(nn.Module):
 # our own checkpoints
 
 
-def save_checkpoint(
+def _save_checkpoint(
     path: str | os.PathLike, model: nn.Module, cfg: CartoonGANConfig, extra: Mapping[str, Any] | None = None
 ) -> Path:
     """Write ``{"model": state_dict, "config": asdict(cfg), "version": 1, "arch": ..., **extra}``.
@@ -320,7 +329,7 @@ def save_checkpoint(
     extra = dict(extra or {})
     reserved = {"model", "config", "version", "arch"} & set(extra)
     if reserved:
-        raise ValueError(f"save_checkpoint: extra may not override reserved keys {sorted(reserved)}")
+        raise ValueError(f"save: extra may not override reserved keys {sorted(reserved)}")
     ckpt = {"model": model.state_dict(), "config": asdict(cfg), "version": CHECKPOINT_VERSION,
             "arch": type(model).__name__, **extra}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -355,7 +364,7 @@ def config_from_dict(d: Mapping[str, Any]) -> CartoonGANConfig:
     return CartoonGANConfig(**{k: v for k, v in d.items() if k in known})
 
 
-def from_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CartoonGenerator:
+def _from_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CartoonGenerator:
     """Rebuild a :class:`CartoonGenerator` from its own checkpoint (architecture from the stored config)."""
     path = Path(path)
     ckpt = _torch_load(path, map_location)
@@ -435,7 +444,7 @@ def load_released_cartoongan(path: str | os.PathLike, map_location: str | torch.
     if isinstance(obj, dict) and isinstance(obj.get("model"), Mapping):
         if "config" in obj and "version" in obj:
             raise CartoonGANWeightsError(path, "is a DeeperFour checkpoint, not a released file; "
-                                               "load it with from_checkpoint()")
+                                               "load it with CartoonGenerator.from_checkpoint()")
         obj = obj["model"]  # {'model': sd, 'opt': ...} wrappers (fastai style)
     net = CartoonGenerator(CartoonGANConfig(variant="paper"))
     _check_state_dict(path, obj, net)

@@ -210,8 +210,14 @@ class TemporalConsistencyNet(nn.Module):
         return O_t, StreamState(hidden)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"):
-        return from_checkpoint(path, map_location)
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                        ) -> TemporalConsistencyNet:
+        """Rebuild the network from the config inside its own checkpoint (eval mode)."""
+        return _from_checkpoint(path, map_location)
+
+    def save(self, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+        """``{"model": state_dict, "config": asdict(config), "version", **extra}``, written atomically."""
+        return _save_checkpoint(self, path, extra)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -223,7 +229,7 @@ def count_parameters(model: nn.Module) -> int:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(model: TemporalConsistencyNet, path: str | os.PathLike,
+def _save_checkpoint(model: TemporalConsistencyNet, path: str | os.PathLike,
                     extra: dict[str, Any] | None = None) -> Path:
     """Write the weights WITH their config, atomically (temp file then os.replace): a crash mid-write never
     leaves a truncated file under ``path``. ``extra`` (step, optimizer state, metrics) is stored alongside."""
@@ -240,7 +246,7 @@ def save_checkpoint(model: TemporalConsistencyNet, path: str | os.PathLike,
     return path
 
 
-def from_checkpoint(
+def _from_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> TemporalConsistencyNet:
     """Rebuild the network from its own stored config and load its weights (eval mode)."""

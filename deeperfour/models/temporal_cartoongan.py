@@ -39,9 +39,9 @@ from deeperfour.models.cartoongan import (
     ReleasedCartoonGAN,
     _conv_reflect,
     _pad_to_multiple,
+    _save_checkpoint,
     _torch_load,
     config_from_dict,
-    save_checkpoint,
 )
 
 ARCH = "TemporalCartoonGenerator"
@@ -119,7 +119,7 @@ class TemporalCartoonGenerator(nn.Module):
         clash = set(_OWN_KEYS) & set(extra)
         if clash:
             raise ValueError(f"TemporalCartoonGenerator.save: extra may not override {sorted(clash)}")
-        return save_checkpoint(path, self, self.cfg, extra={"bgr": self.bgr, "load_size": self.load_size,
+        return _save_checkpoint(path, self, self.cfg, extra={"bgr": self.bgr, "load_size": self.load_size,
                                                             **extra})
 
     @classmethod
@@ -141,7 +141,7 @@ class TemporalCartoonGenerator(nn.Module):
                                                f"version {CHECKPOINT_VERSION}")
         arch = ckpt.get("arch", "CartoonGenerator")
         if arch != ARCH:
-            hint = " (wrap it: TemporalCartoonGenerator(from_checkpoint(path)))" \
+            hint = " (wrap it: TemporalCartoonGenerator(CartoonGenerator.from_checkpoint(path)))" \
                 if arch == "CartoonGenerator" else ""
             raise CartoonGANWeightsError(path, f"holds a {arch}, not a {ARCH}{hint}")
         model = cls(CartoonGenerator(config_from_dict(ckpt["config"])), bgr=bool(ckpt.get("bgr", False)))

@@ -60,7 +60,6 @@ from deeperfour.models.cartoongan import (
     CartoonGANConfig,
     CartoonGenerator,
     config_from_dict,
-    save_checkpoint,
     to_unit,
 )
 from deeperfour.train import distributed
@@ -350,6 +349,6 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
     seconds = time.time() - t0
     G.eval()
     if done >= cfg.total_steps and ctx.is_main:
-        save_checkpoint(out_dir / GENERATOR_FILE, G, mcfg,
+        G.save(out_dir / GENERATOR_FILE,
                         extra={"train_config": asdict(cfg), "step": done, "style": cfg.style})
     return TrainResult(G, out_dir, done, resumed_from, seconds)

@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 from deeperfour.core.precision import PRECISIONS, autocast
 from deeperfour.film.flow import estimate_flow, visibility_mask, warp_torch
 from deeperfour.losses.temporal import lai_losses, masked_l1
-from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet, save_checkpoint
+from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet
 from deeperfour.train import distributed
 from deeperfour.train.clips import TARGETS, Clip
 from deeperfour.train.common import Checkpointer, LossLog, set_rng_state, truncate_curves
@@ -424,7 +424,7 @@ def train_convlstm(clips: Sequence[Clip], features: FeaturesFn, cfg: ConvLSTMTra
         save_state(0)
     net.eval()
     if done >= cfg.steps and ctx.is_main:
-        save_checkpoint(net, out_dir / NETWORK_FILE, extra={"train_config": asdict(cfg), "step": done})
+        net.save(out_dir / NETWORK_FILE, extra={"train_config": asdict(cfg), "step": done})
     n = done - resumed_from
     return ConvLSTMTrainResult(net, out_dir, done, resumed_from, seconds, seconds / n if n else float("nan"))
 

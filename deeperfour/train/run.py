@@ -142,11 +142,12 @@ def temporal_clips(p: Mapping[str, Any], ctx: distributed.DistContext, base, pro
 
 def run_temporal_loss(p: Mapping[str, Any], ctx: distributed.DistContext, progress: bool = True) -> None:
     """Ruder et al.'s temporal-loss fine-tuning of the ``style`` generator into ``out_dir`` (notebook 04)."""
-    from deeperfour.models.cartoongan import from_checkpoint
+    from deeperfour.models.cartoongan import CartoonGenerator
     from deeperfour.models.features import load_hed_vgg16
     from deeperfour.train.temporal_loss import TemporalLossConfig, finetune_temporal
 
-    base = from_checkpoint(config.resolve(p["cartoon_dir"]) / p["style"] / "generator.pt", ctx.device).eval()
+    base_file = config.resolve(p["cartoon_dir"]) / p["style"] / "generator.pt"
+    base = CartoonGenerator.from_checkpoint(base_file, ctx.device).eval()
     clips = temporal_clips(p, ctx, base, progress)
     features = load_hed_vgg16().freeze().to(ctx.device)
     cfg, out_dir = TemporalLossConfig.from_params(p), config.resolve(p["out_dir"])

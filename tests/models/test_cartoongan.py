@@ -13,9 +13,7 @@ from deeperfour.models.cartoongan import (
     CartoonGANConfig,
     CartoonGANWeightsError,
     CartoonGenerator,
-    from_checkpoint,
     load_released_cartoongan,
-    save_checkpoint,
 )
 
 KEYS_TSV = Path(__file__).parents[1] / "fixtures" / "manifests" / "cartoongan_keys.tsv"
@@ -168,7 +166,7 @@ def test_rejects_truncated_and_non_torch_files(tmp_path):
 
 def test_rejects_own_checkpoint_with_a_hint(tmp_path):
     cfg = tiny_light_config()
-    path = save_checkpoint(tmp_path / "g.pt", CartoonGenerator(cfg), cfg)
+    path = CartoonGenerator(cfg).save(tmp_path / "g.pt")
     with pytest.raises(CartoonGANWeightsError, match="from_checkpoint"):
         load_released_cartoongan(path)
 
@@ -209,11 +207,11 @@ def test_checkpoint_round_trip(tmp_path):
     cfg = tiny_light_config()
     torch.manual_seed(3)
     model = CartoonGenerator(cfg)
-    path = save_checkpoint(tmp_path / "ckpt" / "cartoongan.pt", model, cfg, extra={"epoch": 7})
+    path = model.save(tmp_path / "ckpt" / "cartoongan.pt", extra={"epoch": 7})
     assert sorted(p.name for p in path.parent.iterdir()) == ["cartoongan.pt"]  # no temp file left
     raw = torch.load(path, weights_only=True)
     assert raw["version"] == 1 and raw["epoch"] == 7 and raw["config"]["variant"] == "light"
-    loaded = from_checkpoint(path)
+    loaded = CartoonGenerator.from_checkpoint(path)
     assert loaded.cfg == cfg
     x = torch.rand(1, 3, 24, 28) * 2 - 1
     with torch.inference_mode():
@@ -223,7 +221,7 @@ def test_checkpoint_round_trip(tmp_path):
 def test_save_checkpoint_refuses_reserved_extra_keys(tmp_path):
     cfg = tiny_light_config()
     with pytest.raises(ValueError, match="reserved"):
-        save_checkpoint(tmp_path / "g.pt", CartoonGenerator(cfg), cfg, extra={"model": 1})
+        CartoonGenerator(cfg).save(tmp_path / "g.pt", extra={"model": 1})
 
 
 # ---------------------------------------------------------------- discriminator

@@ -11,8 +11,6 @@ from deeperfour.models.convlstm import (
     StreamState,
     TemporalConsistencyNet,
     count_parameters,
-    from_checkpoint,
-    save_checkpoint,
 )
 
 TINY = ConvLSTMConfig(nf=4, n_res_blocks=1)
@@ -77,11 +75,11 @@ def test_convlstm_cell_zero_state():
 
 def test_checkpoint_round_trip(tmp_path):
     net = tiny_net(seed=3).eval()
-    path = save_checkpoint(net, tmp_path / "ckpt" / "convlstm.pt", extra={"step": 7})
+    path = net.save(tmp_path / "ckpt" / "convlstm.pt", extra={"step": 7})
     assert sorted(p.name for p in path.parent.iterdir()) == ["convlstm.pt"]  # no temp file left
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["version"] == 1 and ckpt["config"]["nf"] == TINY.nf and ckpt["step"] == 7
-    loaded = from_checkpoint(path)
+    loaded = TemporalConsistencyNet.from_checkpoint(path)
     assert loaded.config == TINY
     for k, v in net.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k]), k

@@ -14,7 +14,6 @@ from deeperfour.models.cartoongan import (
     CartoonGANWeightsError,
     CartoonGenerator,
     ReleasedCartoonGAN,
-    save_checkpoint,
 )
 from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
 from deeperfour.train.clips import cartoonize_frames
@@ -145,7 +144,7 @@ def test_bad_files_raise_one_line_errors_naming_the_file(tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     assert "truncated" in error(truncated)
-    per_frame = save_checkpoint(tmp_path / "per_frame.pt", tiny_base(), TINY["light"])
+    per_frame = tiny_base().save(tmp_path / "per_frame.pt")
     assert "holds a CartoonGenerator, not a TemporalCartoonGenerator" in error(per_frame)
     bare = tmp_path / "released.pth"
     torch.save(tiny_base().state_dict(), bare)

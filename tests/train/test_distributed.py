@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deeperfour.models.cartoongan import from_checkpoint, to_unit
+from deeperfour.models.cartoongan import CartoonGenerator, to_unit
 from deeperfour.models.colorizer import ColorizerConfig
 from deeperfour.train import distributed
 from deeperfour.train.cartoongan import STATE_FILE, TrainConfig, to_tensor, train
@@ -155,7 +155,7 @@ def generator_outputs(path: Path) -> torch.Tensor:
     """G(photos) (6, 3, 32, 32) of a saved generator: what training should agree on (some weights, the
     biases that instance norm cancels, take noise-driven Adam steps and need not)."""
     with torch.no_grad():
-        return from_checkpoint(path)(to_unit(to_tensor(PHOTOS)))
+        return CartoonGenerator.from_checkpoint(path)(to_unit(to_tensor(PHOTOS)))
 
 
 def test_global_layers_match_one_process(runs):

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from deeperfour.models.convlstm import from_checkpoint as load_convlstm
+from deeperfour.models.convlstm import TemporalConsistencyNet
 from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
 from deeperfour.train import distributed
 from deeperfour.train.clips import Clip
@@ -139,7 +139,7 @@ def assert_same_curves(a: Path, b: Path, rtol: float, atol: float) -> float:
 
 def convlstm_outputs(path: Path) -> torch.Tensor:
     """O_1 (1, 3, 40, 40) of a saved stabilizer on frames 0-1 of clip a (O_0 = P_0, no state)."""
-    net = load_convlstm(path)
+    net = TemporalConsistencyNet.from_checkpoint(path)
     color = torch.from_numpy(CLIPS[0].colorized[:2]).permute(0, 3, 1, 2).float() / 255  # (2, 3, H, W)
     gray = torch.from_numpy(CLIPS[0].gray[:2]).float()[:, None].expand(-1, 3, -1, -1) / 255  # (2, 3, H, W)
     with torch.no_grad():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deeperfour.data.edges import edge_smooth
-from deeperfour.models.cartoongan import from_checkpoint
+from deeperfour.models.cartoongan import CartoonGenerator
 from deeperfour.train.cartoongan import (
     STATE_FILE,
     BatchSampler,
@@ -48,7 +48,7 @@ def test_phases_logs_snapshots_and_generator(straight):
     inputs, snaps = read_snapshots(straight.out_dir)
     assert sorted(snaps) == CFG.snapshot_steps() == [0, 6, 8, 10]
     np.testing.assert_array_equal(inputs, GRID)
-    g = from_checkpoint(straight.out_dir / "generator.pt")  # config travels with the weights
+    g = CartoonGenerator.from_checkpoint(straight.out_dir / "generator.pt")  # config travels with the weights
     for a, b in zip(g.state_dict().values(), straight.generator.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     assert straight.steps == 10 and straight.resumed_from == 0

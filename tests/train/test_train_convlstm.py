@@ -20,7 +20,6 @@ from deeperfour.metrics.film import warping_error
 from deeperfour.models.convlstm import (
     ConvLSTMConfig,
     TemporalConsistencyNet,
-    from_checkpoint,
 )
 from deeperfour.train.clips import Clip
 from deeperfour.train.common import Checkpointer, read_curves
@@ -84,7 +83,7 @@ def straight(tmp_path_factory):
 
 def test_training_writes_reloadable_network_and_curves(straight):
     assert straight.steps == 6 and straight.resumed_from == 0 and straight.seconds_per_step > 0
-    net = from_checkpoint(straight.out_dir / NETWORK_FILE)  # config travels with the weights
+    net = TemporalConsistencyNet.from_checkpoint(straight.out_dir / NETWORK_FILE)  # config inside the file
     assert net.config == ConvLSTMConfig(nf=4, n_res_blocks=1)
     same_weights(net, straight.net)
     ckpt = torch.load(straight.out_dir / NETWORK_FILE, weights_only=True)
