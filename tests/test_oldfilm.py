@@ -1,6 +1,7 @@
 """The B&W film maker: luminance, seeded degradation, ground truth kept, fps/count/audio kept."""
 
 import numpy as np
+import pytest
 
 from deeperfour.film.color import luminance
 from deeperfour.film.oldfilm import Degradation, degrade, make_bw_film
@@ -39,3 +40,35 @@ def test_vignette_darkens_corners_only():
 def test_max_frames(clip, tmp_path):
     assert make_bw_film(clip, tmp_path / "bw.mkv", max_frames=7, progress=False) == 7
     assert probe(tmp_path / "bw.mkv").n_frames == 7
+
+
+@pytest.mark.parametrize("field, value", [("grain", -5), ("blur", -1), ("flicker", float("nan")),
+                                          ("scratches", float("inf")), ("vignette", 5), ("vignette", -0.1)])
+def test_degradation_refuses_out_of_range_strengths(field, value):
+    """Negative, non-finite, or (vignette) above 1: an error naming the strength and its range, not 'off'."""
+    with pytest.raises(ValueError, match=f"degradation {field} = {value}: must be"):
+        Degradation(**{field: value})
+
+
+def test_bw_film_never_overwrites_its_source(clip, tmp_path):
+    """The source under another spelling or a symlink is still the source: refused, left as it was."""
+    before = clip.read_bytes()
+    (tmp_path / "link.mp4").symlink_to(clip)
+    for out in (clip, tmp_path / "link.mp4", tmp_path / "." / clip.name):
+        with pytest.raises(ValueError, match="overwrite the source"):
+            make_bw_film(clip, out, progress=False)
+        with pytest.raises(ValueError, match="overwrite the source"):
+            make_bw_film(clip, tmp_path / "bw.mkv", color_out=out, progress=False)
+    assert clip.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "link.mp4"]
+
+
+def test_variable_rate_source_keeps_every_frame_with_a_note(tmp_path):
+    """A VFR source: every frame kept at the average rate, and the log says so."""
+    from test_video import vfr_clip
+
+    src, notes = vfr_clip(tmp_path / "vfr.mp4"), []
+    n = make_bw_film(src, tmp_path / "bw.mkv", progress=False, log=notes.append)
+    assert n == probe(tmp_path / "bw.mkv").n_frames == 30
+    assert probe(tmp_path / "bw.mkv").fps == probe(src).fps
+    assert len(notes) == 1 and notes[0].startswith(f"note: {src} has a variable frame rate")

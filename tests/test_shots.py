@@ -1,9 +1,10 @@
 """Shot-cut detection: the bikes clip's five cuts, robustness to old-film flicker and grain."""
 
 import numpy as np
+import pytest
 
 from deeperfour.film.oldfilm import Degradation, degrade
-from deeperfour.film.shots import detect_shots, shot_ranges
+from deeperfour.film.shots import ShotDetector, detect_shots, shot_ranges
 from deeperfour.film.video import read_frames
 
 BIKES_STARTS = [0, 30, 76, 137, 187, 242]
@@ -31,3 +32,10 @@ def test_synthetic_cut(clip):
 
 def test_shot_ranges():
     assert shot_ranges([0, 30, 76], 100) == [(0, 30), (30, 76), (76, 100)]
+
+
+@pytest.mark.parametrize("threshold", [-1.0, 0.0, float("nan"), float("inf")])
+def test_threshold_must_be_finite_and_positive(threshold):
+    """A threshold <= 0 would call every frame a cut, nan none: refused, saying the valid range."""
+    with pytest.raises(ValueError, match="must be a finite number > 0"):
+        ShotDetector(threshold=threshold)

@@ -9,7 +9,7 @@ import torch
 
 from deeperfour.infer.stabilize import ConvLSTMStabilizer, FlowBlend, PerFrame, stabilize
 from deeperfour.metrics.film import warping_error
-from deeperfour.metrics.temporal import StabilityScorer, difference_maps
+from deeperfour.metrics.temporal import StabilityScorer, difference_maps, ewarp_reduction, middle_frames
 from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet
 
 from helpers import texture
@@ -102,3 +102,14 @@ def test_flow_guided_convlstm_streams_and_resets():
         net.out.bias[-1] = -30.0  # residual 0 and gate closed: the identity, whatever the past looks like
     same = list(stabilize(ConvLSTMStabilizer(net), processed, sources))
     assert all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(same, processed, strict=True))
+
+
+def test_ewarp_reduction_is_relative_to_per_frame():
+    table = {"per_frame": {"ewarp": 0.004}, "flow_blend": {"ewarp": 0.001}, "convlstm": {"ewarp": 0.003}}
+    assert ewarp_reduction(table) == pytest.approx({"flow_blend": 0.75, "convlstm": 0.25})
+
+
+def test_middle_frames_stay_inside_the_first_shot():
+    assert middle_frames([0, 30, 50], 80, 3) == [14, 15, 16]
+    assert middle_frames([0, 2], 10, 5) == [0, 1]  # a short first shot: never across its cut
+    assert middle_frames([0], 9, 3) == [3, 4, 5]  # one shot: the film's middle

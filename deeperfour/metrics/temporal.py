@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from deeperfour.core.precision import autocast
-from deeperfour.film.video import read_frames
+from deeperfour.film.video import read_frames, read_frames_at
 from deeperfour.metrics.film import CDCAccumulator, masked_warp_error, pair_flow_mask
 
 PERCEPTUAL_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -143,6 +143,29 @@ def score_films(source: str | os.PathLike, films: Mapping[str, str | os.PathLike
         if next(r, None) is not None:
             raise ValueError(f"{films.get(n, color_source)} has more frames than its source {source}")
     return scorer.result(), {n: np.asarray(c) for n, c in scorer.curves.items()}
+
+
+def ewarp_reduction(table: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """{method: 1 - E_warp(method) / E_warp(per_frame)} for every method of a ``score_films`` table but
+    the per-frame one: how much of the per-frame result's warping error a stabilizer removes."""
+    base = table["per_frame"]["ewarp"]
+    return {m: 1.0 - row["ewarp"] / base for m, row in table.items() if m != "per_frame"}
+
+
+def middle_frames(shot_starts: Sequence[int], n_frames: int, n: int) -> list[int]:
+    """``n`` consecutive frame indices in the middle of the first shot (the paper's Fig. 5 view)."""
+    s0, s1 = shot_starts[0], ([*shot_starts, n_frames])[1]
+    first = max(s0, (s0 + s1) // 2 - n // 2)
+    return list(range(first, min(first + n, s1)))
+
+
+def consecutive_frames(source: str | os.PathLike, films: Mapping[str, str | os.PathLike], idx: Sequence[int],
+                       flow_method: str = "dis") -> tuple[dict[str, list], dict[str, list]]:
+    """Frames ``idx`` of every film ({method: path}) and their :func:`difference_maps` (flows from the
+    B&W ``source`` film): ({method: frames}, {method: maps}), for ``figures.stabilizers_figure``."""
+    src = read_frames_at(source, idx, gray=True)
+    frames = {m: read_frames_at(p, idx) for m, p in films.items()}
+    return frames, {m: difference_maps(f, src, flow_method) for m, f in frames.items()}
 
 
 def difference_maps(frames: Sequence[np.ndarray], sources: Sequence[np.ndarray],
