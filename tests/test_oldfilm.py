@@ -70,5 +70,5 @@ def test_variable_rate_source_keeps_every_frame_with_a_note(tmp_path):
     src, notes = vfr_clip(tmp_path / "vfr.mp4"), []
     n = make_bw_film(src, tmp_path / "bw.mkv", progress=False, log=notes.append)
     assert n == probe(tmp_path / "bw.mkv").n_frames == 30
-    assert probe(tmp_path / "bw.mkv").fps == probe(src).fps
+    assert float(probe(tmp_path / "bw.mkv").fps) == pytest.approx(float(probe(src).fps), rel=1e-3)  # average
     assert len(notes) == 1 and notes[0].startswith(f"note: {src} has a variable frame rate")
