@@ -320,3 +320,14 @@ def test_bad_input_one_line_error_no_mp4(case, film, weights, tmp_path, capsys, 
     if case.startswith("bad_"):
         assert "expected" in err[0]
     assert not (out.is_dir() and list(out.rglob("*.mp4")))
+
+
+def test_profile_charges_every_part_and_adds_up(film, weights, tmp_path):
+    """With ``sections``, every part of the pipeline is timed and the parts add up to about the wall time."""
+    from deeperfour.convert.profile import Sections
+
+    sec = Sections()
+    summary = run(film, tmp_path / "out", weights, stabilizer="flow", sections=sec)
+    assert {"decode", "colorize", "stabilize", "cartoonize", "encode"} <= set(sec.seconds)
+    assert all(v >= 0 for v in sec.seconds.values())
+    assert sum(sec.seconds.values()) <= summary["seconds"] + 0.05  # model loading and scan are outside

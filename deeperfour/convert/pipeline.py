@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from deeperfour.convert import models as cm
 from deeperfour.convert.parallel import ParallelWriter, frames_of, panel_size, zip_films
+from deeperfour.convert.profile import NoSections, Sections
 from deeperfour.convert.segments import (
     Film,
     Segment,
@@ -77,15 +78,17 @@ def _colorized(grays: Iterable[np.ndarray], models: cm.Models, s: cm.Settings
         yield pending.popleft(), rgb
 
 
-def _stable_colorized(g: np.ndarray, col: np.ndarray, stab, proc: tuple[int, int]):
+def _stable_colorized(g: np.ndarray, col: np.ndarray, stab, proc: tuple[int, int], sec: Sections):
     """Stabilize the colorized frame at the processing size -> (gray (h, w), colorized (H, W, 3),
     colorized (h, w, 3)). The stabilized chroma is recombined with the ORIGINAL luminance (the film's
     brightness is never altered); a frame the stabilizer left unchanged (shot starts) is kept bit-exact."""
-    g_p, col_p = resize(g, proc), resize(col, proc)
-    out = stab.step(col_p, g_p)
-    if out is not col_p and not np.array_equal(out, col_p):
-        col = recombine_luma(g, out)  # (H, W, 3), luma == g
-        col_p = resize(col, proc)
+    with sec("resize"):
+        g_p, col_p = resize(g, proc), resize(col, proc)
+    with sec("stabilize"):
+        out = stab.step(col_p, g_p)
+        if out is not col_p and not np.array_equal(out, col_p):
+            col = recombine_luma(g, out)  # (H, W, 3), luma == g
+            col_p = resize(col, proc)
     return g_p, col, col_p
 
 
@@ -103,12 +106,15 @@ def _cartoonized(items: Iterable[tuple], cartoonizer) -> Iterator[tuple]:
         yield (*pending.popleft(), cart)
 
 
-def segment_frames(film: Film, seg: Segment, s: cm.Settings) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def segment_frames(film: Film, seg: Segment, s: cm.Settings, sec: Sections | None = None
+                   ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(t, colorized (H, W, 3), cartoon (H, W, 3)) for lead <= t < stop.
 
     B&W frame -> colorizer -> colorized stabilizer -> cartoonizer (per-frame generator or the temporal-loss
     generator) -> cartoon stabilizer. The cartoonizer and both stabilizers start fresh at ``lead``.
+    ``sec``: charge each part's time to its section (``convert/profile.py``).
     """
+    sec = sec or NoSections()
     models = cm.load_models(s)
     full = (film.height, film.width)
     proc = fit_longer_side(*full, s.max_side, 8)
@@ -116,14 +122,21 @@ def segment_frames(film: Film, seg: Segment, s: cm.Settings) -> Iterator[tuple[i
     cartoonizer = models.cartoonizer()
     for fresh in (col_stab, cart_stab, cartoonizer):
         fresh.reset()
-    pairs = _colorized(read_range(film, seg.lead, seg.stop), models, s)
-    stable = (_stable_colorized(g, col, col_stab, proc) for g, col in pairs)  # (g_p, col, col_p)
-    for t, (g_p, col, _, cart) in enumerate(_cartoonized(stable, cartoonizer), start=seg.lead):
-        yield t, col, resize(cart_stab.step(cart, g_p), full)
+    grays = sec.iterate("decode", read_range(film, seg.lead, seg.stop))
+    pairs = sec.iterate("colorize", _colorized(grays, models, s))
+    stable = (_stable_colorized(g, col, col_stab, proc, sec) for g, col in pairs)  # (g_p, col, col_p)
+    cartoons = sec.iterate("cartoonize", _cartoonized(stable, cartoonizer))
+    for t, (g_p, col, _, cart) in enumerate(cartoons, start=seg.lead):
+        with sec("stabilize"):
+            cart = cart_stab.step(cart, g_p)
+        with sec("resize"):
+            cart = resize(cart, full)
+        yield t, col, cart
 
 
 def process_segment(film: Film, seg: Segment, settings: cm.Settings, work_dir: str | os.PathLike,
-                    progress: Callable[[int], None] | None = None) -> dict[str, Path]:
+                    progress: Callable[[int], None] | None = None, sec: Sections | None = None
+                    ) -> dict[str, Path]:
     """Compute one segment and write ``seg_NNNNN.{colorized,cartoon}.mkv`` (lossless) into ``work_dir``.
 
     Pure in its arguments (all picklable): models are loaded from the settings (cached per process),
@@ -132,11 +145,13 @@ def process_segment(film: Film, seg: Segment, settings: cm.Settings, work_dir: s
     """
     files = segment_files(work_dir, seg)
     fps, w, h = film.rate, film.width, film.height
+    sec = sec or NoSections()
     with VideoWriter(files["colorized"], fps, w, h) as wc, VideoWriter(files["cartoon"], fps, w, h) as wk:
-        for t, col, cart in segment_frames(film, seg, settings):
+        for t, col, cart in segment_frames(film, seg, settings, sec):
             if t >= seg.start:
-                wc.write(col)
-                wk.write(cart)
+                with sec("encode"):
+                    wc.write(col)
+                    wk.write(cart)
                 if progress is not None:
                     progress(1)
     if wc.n_written != seg.n_frames:
@@ -150,12 +165,13 @@ def process_segment(film: Film, seg: Segment, settings: cm.Settings, work_dir: s
 
 
 def assemble(film: Film, segments: list[Segment], work: WorkDir, outdir: Path, labels: list[str],
-             progress: bool = True) -> list[Path]:
+             progress: bool = True, sec: Sections | None = None) -> list[Path]:
     """Concatenate the lossless segments into the three H.264 films with the input's audio.
 
     They are written inside the work folder and moved into ``outdir`` together at the end, so the
     output names never hold a partial film.
     """
+    sec = sec or NoSections()
     final = work.root / f"final.{os.getpid()}"  # private to this process
     cols = [work.files(s)["colorized"] for s in segments]
     carts = [work.files(s)["cartoon"] for s in segments]
@@ -164,12 +180,13 @@ def assemble(film: Film, segments: list[Segment], work: WorkDir, outdir: Path, l
     with (VideoWriter(final / OUTPUTS[0], fps, w, h, audio_from=src) as wc,
           VideoWriter(final / OUTPUTS[1], fps, w, h, audio_from=src) as wk,
           ParallelWriter(final / OUTPUTS[2], fps, panel_size(w, h), labels, audio_from=src) as wp):
-        rows = zip_films(streams, (src, cols, carts), film.n_frames)
+        rows = sec.iterate("decode", zip_films(streams, (src, cols, carts), film.n_frames))
         for bw, col, cart in tqdm(rows, total=film.n_frames, desc="assemble", unit="frame", leave=False,
                                   disable=not progress):
-            wc.write(col)
-            wk.write(cart)
-            wp.write((bw, col, cart))
+            with sec("encode"):
+                wc.write(col)
+                wk.write(cart)
+                wp.write((bw, col, cart))
     for name in OUTPUTS:
         os.replace(final / name, outdir / name)
     final.rmdir()
@@ -231,10 +248,10 @@ def prepare(film: str | os.PathLike, outdir: str | os.PathLike, *, plan: Plan | 
 
 
 def finish(job: Job, computed: list[Segment], seconds: float, keep_work: bool = False,
-           progress: bool = True, log: Callable[[str], None] = print) -> dict:
+           progress: bool = True, log: Callable[[str], None] = print, sec: Sections | None = None) -> dict:
     """Assemble the three films from the finished segments, drop the work folder, print a summary."""
     labels = ["B&W", "colorized", f"cartoon: {job.settings.style_label}"]
-    outputs = assemble(job.film, job.segments, job.work, job.outdir, labels, progress)
+    outputs = assemble(job.film, job.segments, job.work, job.outdir, labels, progress, sec)
     if not keep_work:
         job.work.remove()
     f, n_seg = job.film, len(job.segments)
@@ -254,12 +271,13 @@ def finish(job: Job, computed: list[Segment], seconds: float, keep_work: bool = 
 def convert(film: str | os.PathLike, outdir: str | os.PathLike, *, keep_work: bool = False,
             plan: Plan | None = None, progress: bool = True,
             on_segment: Callable[[Segment], None] | None = None, log: Callable[[str], None] = print,
-            **options) -> dict:
+            sections: Sections | None = None, **options) -> dict:
     """Convert ``film`` into ``outdir``/{colorized,cartoon,parallel}.mp4, resuming an interrupted run.
 
     ``options`` as :func:`convert_models.resolve_settings` (style, render_factor, stabilizer, device,
     weights, models, colorizer, max_side, batch, precision); the rest as ``deeperfour convert --help``.
-    ``on_segment(seg)`` is called after each segment computed in this run. Returns a summary dict.
+    ``on_segment(seg)`` is called after each segment computed in this run. ``sections``: charge each
+    part's time to it (``convert/profile.py``; the benchmark's convert profile). Returns a summary dict.
     """
     t0 = time.perf_counter()
     job = prepare(film, outdir, plan=plan, progress=progress, log=log, **options)
@@ -271,9 +289,9 @@ def convert(film: str | os.PathLike, outdir: str | os.PathLike, *, keep_work: bo
     with tqdm(total=job.film.n_frames, initial=done_frames, desc="convert", unit="frame",
               disable=not progress, smoothing=0.05) as bar:
         for seg in todo:
-            process_segment(job.film, seg, job.settings, job.work.root, progress=bar.update)
+            process_segment(job.film, seg, job.settings, job.work.root, progress=bar.update, sec=sections)
             if on_segment is not None:
                 on_segment(seg)
-    summary = finish(job, todo, time.perf_counter() - t0, keep_work, progress, log)
+    summary = finish(job, todo, time.perf_counter() - t0, keep_work, progress, log, sections)
     sys.stdout.flush()
     return summary
