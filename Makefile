@@ -60,8 +60,14 @@ endif
 test: samples  ## the fast test tier: unit tests on tiny tensors and clips (under 3 minutes on 2 cores)
 	$(BIN)/python -m pytest -q
 
-test-all: samples  ## both tiers: + integration (notebooks, torchrun, Ray, benchmarks --quick, multi-process convert)
+test-all: samples browser  ## both tiers: + integration (notebooks, torchrun, Ray, benchmarks --quick, multi-process convert)
 	$(BIN)/python -m pytest -q -m ""
+
+.PHONY: browser
+browser:  ## Debian's chromium + chromium-driver for the browser tests (apt-get; root) when /usr/bin/chromium is missing
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "chromium present"; fi
 
 lint: $(STAMP)  ## ruff, and the layers contract (lint-imports: no upward import, no cycle)
 	$(BIN)/ruff check deeperfour tests benchmarks

@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("film", type=Path, help="a B&W film (a color film is reduced to its luminance)")
     c.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     c.add_argument("--style", default=None,
-                   help="cartoon style: trained, or a released CartoonGAN one (default: the first found)")
+                   help="cartoon style: trained, a released CartoonGAN one, or abstraction (classical, "
+                        "Winnemoeller et al. 2006; no weights) (default: the first trained style found)")
     c.add_argument("--render-factor", type=int, default=None,
                    help="colorizer input = 16 x N px square (default: the colorizer checkpoint's)")
     c.add_argument("--cartoonizer", choices=["generator", "temporal"], default=None,

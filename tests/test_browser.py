@@ -197,3 +197,34 @@ def save_screenshot_for_readme(fixture_shot, tmp_path):
     tmp = dest.with_name(".screenshot.partial.png")
     shutil.copyfile(src, tmp)
     os.replace(tmp, dest)
+
+
+def test_a_server_without_byte_ranges_gets_a_note(page):
+    """``python -m http.server`` (3.11) sends no ranges, so a browser cannot seek: the page says so."""
+    import http.server
+    import threading
+    from functools import partial
+
+    from chromium import free_port
+
+    driver, _, root = page
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
+                                            partial(Quiet, directory=str(root / "reports")))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert not driver.find_element("id", "note").is_displayed()  # the ranged server: no note
+        driver.get(f"http://127.0.0.1:{httpd.server_address[1]}/site/index.html")
+        wait(driver, "return window.deeperfour && window.deeperfour.videos[0].readyState >= 1;")
+        assert wait(driver, "return !document.getElementById('note').hidden;", 10)
+        assert "cannot seek" in driver.find_element("id", "note").text
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)

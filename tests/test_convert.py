@@ -331,3 +331,16 @@ def test_profile_charges_every_part_and_adds_up(film, weights, tmp_path):
     assert {"decode", "colorize", "stabilize", "cartoonize", "encode"} <= set(sec.seconds)
     assert all(v >= 0 for v in sec.seconds.values())
     assert sum(sec.seconds.values()) <= summary["seconds"] + 0.05  # model loading and scan are outside
+
+
+def test_abstraction_style_needs_no_cartoon_weights(film, weights, tmp_path):
+    """--style abstraction: the classical cartoon, per shot, with no style generator on disk."""
+    w = tmp_path / "w"
+    w.mkdir()
+    os.symlink(weights / "colorize", w / "colorize")  # a colorizer, but no train_cartoongan/ at all
+    lines = []
+    summary = run(film, tmp_path / "out", w, style="abstraction", stabilizer="none", log=lines.append)
+    assert summary["frames"] == probe(tmp_path / "out" / "cartoon.mp4").n_frames == N
+    assert any("cartoon style: abstraction" in line for line in lines)
+    cols, carts = (list(read_frames(tmp_path / "out" / f)) for f in ("colorized.mp4", "cartoon.mp4"))
+    assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(cols, carts, strict=True)]) > 2

@@ -25,11 +25,13 @@ from torch import nn
 
 from deeperfour.core.config import BUILD, MODELS, pick_device
 from deeperfour.core.precision import resolve_precision
+from deeperfour.infer.abstraction import AbstractionCartoonizer
 from deeperfour.infer.cartoonize import FrameCartoonizer, TemporalCartoonizer, available_styles, load_style
 from deeperfour.infer.colorize import DeOldifyChroma, model_input_side
 from deeperfour.infer.stabilize import ConvLSTMStabilizer, FlowBlend, PerFrame
 
 CARTOONIZERS = ("generator", "temporal")  # a style's per-frame generator | the temporal-loss generator
+ABSTRACTION = "abstraction"  # the classical style (Winnemoeller et al. 2006): no weights, always available
 STABILIZERS = ("convlstm", "flow", "none")
 COLORIZER_FILE = "colorize/colorizer.pt"
 STYLES_DIR = "train_cartoongan"
@@ -139,11 +141,13 @@ class Models:
 
     settings: Settings
     colorizer: nn.Module
-    cartoon: nn.Module  # the style generator (RGB [-1, 1]) or the TemporalCartoonGenerator
+    cartoon: nn.Module | None  # style generator (RGB [-1, 1]) or TemporalCartoonGenerator; None: abstraction
     convlstm: nn.Module | None = None
 
-    def cartoonizer(self) -> FrameCartoonizer | TemporalCartoonizer:
+    def cartoonizer(self) -> FrameCartoonizer | TemporalCartoonizer | AbstractionCartoonizer:
         s = self.settings
+        if s.style == ABSTRACTION:
+            return AbstractionCartoonizer()
         if s.cartoonizer == "temporal":
             return TemporalCartoonizer(self.cartoon, s.device, s.precision)  # runs at the model's load_size
         return FrameCartoonizer(self.cartoon, s.device, s.precision, s.batch)
@@ -174,10 +178,12 @@ def _load_models(s: Settings, stamp: tuple[int, ...]) -> Models:
         cartoon = _guard(s.cartoonizer_file, "temporal",
                          lambda: TemporalCartoonGenerator.from_checkpoint(s.cartoonizer_file,
                                                                           map_location=s.device))
+    elif s.style == ABSTRACTION:
+        cartoon = None
     else:
         cartoon = _guard(s.style_file, "style",
                          lambda: load_style(s.style, s.trained_dir, s.models_dir, map_location=s.device))
-    cartoon = cartoon.to(s.device).eval()
+    cartoon = cartoon.to(s.device).eval() if cartoon is not None else None
     if s.stabilizer == "convlstm":
         from deeperfour.models.convlstm import TemporalConsistencyNet
 
@@ -241,12 +247,16 @@ def _pick_cartoonizer(name: str, weights: Path) -> str:
 
 
 def _pick_style(style: str | None, trained: Path, models: Path) -> tuple[str, str]:
-    """(style name, its weight file); unknown names raise KeyError listing the known ones."""
+    """(style name, its weight file; "" for the classical abstraction); unknown names raise KeyError listing
+    the known ones."""
+    if style is not None and style.lower() == ABSTRACTION:
+        return ABSTRACTION, ""
     have = available_styles(trained, models)
     if style is None:
         if not have:
-            raise _missing(trained, "cartoon style", f"run `dvc repro train_cartoongan`, or put a released "
-                                                     f"<Style>_net_G_float.pth in {models}")
+            raise _missing(trained, "cartoon style", f"run `dvc repro train_cartoongan`, put a released "
+                                                     f"<Style>_net_G_float.pth in {models}, or pick "
+                                                     f"--style {ABSTRACTION} (classical, no weights)")
         style = next(iter(have))
     match = {k.lower(): k for k in have}.get(style.lower())
     if match is None:

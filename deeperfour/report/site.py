@@ -42,7 +42,7 @@ def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "film"
 
 
-def encode_preview(src: str | os.PathLike, dst: str | os.PathLike, height: int = 180, crf: int = 28) -> Path:
+def encode_preview(src: str | os.PathLike, dst: str | os.PathLike, height: int = 180, crf: int = 26) -> Path:
     """``src`` (any film) -> ``dst`` (.mp4): H.264 yuv420p at ``height`` px (even size), same fps and count."""
     info = probe(src)
     w, h = even_size(info.width, info.height, height)
@@ -196,9 +196,13 @@ SCRIPT = """
     requestAnimationFrame(tick);
   }
   const step = (d) => { if (playing) pause(); seekFrame(frameAt(master.currentTime) + d); };
-  master.addEventListener("loadedmetadata", () => {
-    if (!master.seekable.length) document.getElementById("note").hidden = false;
-  });
+  function checkSeekable() {  // a server without byte ranges: seekable is empty or [0, 0]
+    const s = master.seekable;
+    const ok = s.length > 0 && s.end(s.length - 1) >= master.duration - 1 / fps;
+    document.getElementById("note").hidden = ok || master.readyState < 1;
+  }
+  master.addEventListener("loadedmetadata", checkSeekable);
+  master.addEventListener("canplaythrough", checkSeekable);
   master.addEventListener("ended", () => { if (playing) pause(); });
   playBtn.addEventListener("click", () => (playing ? pause() : play()));
   document.getElementById("prev").addEventListener("click", () => step(-1));
@@ -216,6 +220,7 @@ SCRIPT = """
   window.deeperfour = { fps, frames: n, videos, play, pause, seekTime, seekFrame, step,
                         frame: () => frameAt(master.currentTime), playing: () => playing };
   seekFrame(0);
+  checkSeekable();
 })();
 """
 
@@ -246,7 +251,7 @@ def page_html(players: Sequence[tuple[str, str]], fps, n_frames: int, size: tupl
 ({float(seconds):.2f} s), shown at {size[0]}x{size[1]} px (H.264 previews of the stages' lossless films).
 Space plays or pauses, the arrow keys step one frame.</p>
 <section id="player" data-fps-num="{fps.numerator}" data-fps-den="{fps.denominator}" data-frames="{n_frames}"
- data-shots="{html.escape(json.dumps(starts))}" style="--w: {size[0]}px">
+ data-shots="{html.escape(json.dumps(starts))}" style="--w: {max(size[0], 280)}px">
 <div class="controls">
 <button id="play">&#x25B6; play</button>
 <button id="prev" title="one frame back">&minus;1 frame</button>
@@ -271,7 +276,7 @@ open <code>index.html</code> directly from disk, or serve it with a server that 
 
 def write_site(out_dir: str | os.PathLike, films: Mapping[str, str | os.PathLike], metrics: Mapping[str, dict],
                figures_root: str | os.PathLike, shot_starts: Sequence[int] = (), height: int = 180,
-               crf: int = 28, title: str = "DeeperFour: the demo film, every version") -> Path:
+               crf: int = 26, title: str = "DeeperFour: the demo film, every version") -> Path:
     """Write ``out_dir/index.html`` and one ``NN-<label>.mp4`` per film; returns the page's path.
 
     ``films``: {label: film}, every version of one film (same frame rate and frame count, checked), the
