@@ -87,6 +87,22 @@ def _cmd_bw(args) -> None:
     print(f"wrote {args.output} ({n} frames)" + (f" and {args.color_out}" if args.color_out else ""))
 
 
+def _cmd_keyframes(args) -> None:
+    from deeperfour.film.keyframes import keyframe_name, write_keyframes
+
+    if args.every is not None and args.every < 1:
+        raise ValueError(f"--every {args.every}: must be a whole number of frames >= 1 (or leave it out: one "
+                         "keyframe a shot)")
+    if not (math.isfinite(args.threshold) and args.threshold > 0):
+        raise ValueError(f"--threshold {args.threshold}: must be a finite number > 0 "
+                         "(default 0.8; higher finds fewer cuts)")
+    written = write_keyframes(args.film, args.output, every=args.every, threshold=args.threshold)
+    n_shots = len(written.shot_starts)
+    names = " ".join(keyframe_name(i) for i in written[:8]) + (" ..." if len(written) > 8 else "")
+    print(f"wrote {len(written)} keyframes of {n_shots} shots to {args.output}: {names}\n"
+          "color them and keep their names (or give a shot's colors as shotNN.png, shots numbered from 1)")
+
+
 def _cmd_profile(args) -> None:
     from deeperfour.core.config import ROOT, load_params, profile_overrides
 
@@ -175,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--vignette", type=float, default=0.0, help="corner darkening 0..1, e.g. 0.3")
     b.add_argument("--blur", type=float, default=0.0, help="blur sigma in px, e.g. 0.7")
     b.set_defaults(func=_cmd_bw)
+    k = sub.add_parser("keyframes", help="write the B&W keyframe of every shot as PNGs, for an artist to "
+                                         "color (reference-guided colorization)")
+    k.add_argument("film", type=Path)
+    k.add_argument("-o", "--output", type=Path, required=True,
+                   help="an empty folder for the keyframes (000137.png = frame 137, lossless gray PNG)")
+    k.add_argument("--every", type=int, default=None,
+                   help="also one keyframe every N frames inside a long shot (default: one per shot)")
+    k.add_argument("--threshold", type=float, default=0.8,
+                   help="shot cut score, as for `shots` (default 0.8)")
+    k.set_defaults(func=_cmd_keyframes)
     pr = sub.add_parser("profile", help="show a params profile (profiles/NAME.yaml), e.g. gpu")
     pr.add_argument("name", help="profile name, e.g. gpu")
     pr.add_argument("--dvc-args", action="store_true", help="print as `dvc exp run` -S arguments")

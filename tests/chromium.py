@@ -23,8 +23,8 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 def _why_skip() -> str | None:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
-        return (f"{' and '.join(missing)} missing: the browser tests need Debian's chromium and chromium-driver "
-                "(`make browser`, or apt-get install chromium chromium-driver)")
+        return (f"{' and '.join(missing)} missing: the browser tests need Debian's chromium and "
+                "chromium-driver (`make browser`, or apt-get install chromium chromium-driver)")
     try:
         import selenium  # noqa: F401
     except ImportError:
@@ -87,7 +87,10 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             return super().send_head()
         size = os.path.getsize(path)
         a, b = m.groups()
-        start, end = (max(0, size - int(b)), size - 1) if a == "" else (int(a), min(int(b or size - 1), size - 1))
+        if a == "":  # the last b bytes
+            start, end = max(0, size - int(b)), size - 1
+        else:
+            start, end = int(a), min(int(b or size - 1), size - 1)
         if start >= size or start > end:
             self.send_response(416)
             self.send_header("Content-Range", f"bytes */{size}")

@@ -11,10 +11,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from helpers import texture
 
 from deeperfour.film.video import VideoWriter
 from deeperfour.report.figures import save
+
+from helpers import texture
 
 N_FRAMES = 60
 FPS = Fraction(30000, 1001)
@@ -61,14 +62,14 @@ METRICS = {
         "source_ewarp": 0.0001561,
     },
     "convlstm": {
-        "cartoon": {"convlstm": {"cdc": 0.00455734, "ewarp": 0.000188291, "perceptual_to_per_frame": 0.312454,
-                                 "psnr_to_per_frame": 29.5958},
-                    "flow_blend": {"cdc": 0.00330572, "ewarp": 0.000141435, "perceptual_to_per_frame": 0.238781,
-                                   "psnr_to_per_frame": 31.9435},
+        "cartoon": {"convlstm": {"cdc": 0.00455734, "ewarp": 0.000188291,
+                                 "perceptual_to_per_frame": 0.312454, "psnr_to_per_frame": 29.5958},
+                    "flow_blend": {"cdc": 0.00330572, "ewarp": 0.000141435,
+                                   "perceptual_to_per_frame": 0.238781, "psnr_to_per_frame": 31.9435},
                     "per_frame": {"cdc": 0.00393696, "ewarp": 0.000776756, "perceptual_to_per_frame": 0.0,
                                   "psnr_to_per_frame": "inf"}},
-        "colorized": {"convlstm": {"cdc": 0.00540198, "ewarp": 8.31818e-05, "perceptual_to_per_frame": 0.189402,
-                                   "psnr_to_per_frame": 32.138},
+        "colorized": {"convlstm": {"cdc": 0.00540198, "ewarp": 8.31818e-05,
+                                   "perceptual_to_per_frame": 0.189402, "psnr_to_per_frame": 32.138},
                       "per_frame": {"cdc": 0.00494609, "ewarp": 0.000149939, "perceptual_to_per_frame": 0.0,
                                     "psnr_to_per_frame": "inf"}},
         "flow": "dis",

@@ -34,6 +34,7 @@ return window.deeperfour.videos.map((v) => {
 });
 """
 SETTLED = "return window.deeperfour.videos.every((v) => !v.seeking && v.readyState >= 2);"
+READY = "return window.deeperfour && window.deeperfour.videos.every((v) => v.readyState >= 2);"
 TIMES = "return window.deeperfour.videos.map((v) => v.currentTime);"
 
 
@@ -76,7 +77,7 @@ def test_h264_plays_and_durations_match(page):
     codec = driver.execute_script("return document.createElement('video').canPlayType("
                                   "'video/mp4; codecs=\"avc1.64001E\"')")
     assert codec in ("probably", "maybe"), "this Chromium cannot play H.264: encode the previews as VP9/WebM"
-    wait(driver, "return window.deeperfour && window.deeperfour.videos.every((v) => v.readyState >= 2);")
+    wait(driver, READY)
     durations = driver.execute_script("return window.deeperfour.videos.map((v) => v.duration);")
     assert len(durations) == 3
     for d in durations:
@@ -185,7 +186,7 @@ def save_screenshot_for_readme(fixture_shot, tmp_path):
         server, driver = Server(ROOT / "reports"), chrome(tmp_path / "profile-real", 1280, 900)
         try:
             driver.get(f"{server.url}/site/index.html")
-            wait(driver, "return window.deeperfour && window.deeperfour.videos.every((v) => v.readyState >= 2);")
+            wait(driver, READY)
             driver.execute_script("window.deeperfour.seekFrame(Math.floor(window.deeperfour.frames / 3));")
             settle(driver)
             assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]

@@ -41,7 +41,8 @@ def notebook(root: Path) -> dict:
         "from deeperfour.infer.widgets import colorize_explorer\n"
         "from deeperfour.models.colorizer import load_colorizer\n\n"
         f"model, _ = load_colorizer({str(root / 'colorizer.pt')!r})\n"
-        f"colorize_explorer(model, {str(root / 'bw.mkv')!r}, chroma_scale=1.0, device='cpu', render_factor=6)",
+        f"colorize_explorer(model, {str(root / 'bw.mkv')!r}, chroma_scale=1.0, device='cpu',\n"
+        "                  render_factor=6)",
         "%matplotlib inline\n"
         "import numpy as np\n"
         "from deeperfour.infer.cartoonize import style_picker\n\n"
@@ -76,7 +77,8 @@ def lab(tmp_path_factory):
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
            f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={state / 'workspaces'}",
            f"--LabApp.user_settings_dir={state / 'settings'}", "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly"]
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           "--LabApp.extension_manager=readonly"]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     log = (state / "lab.log")

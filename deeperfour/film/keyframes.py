@@ -70,10 +70,19 @@ class Shot:
         return f"shot{self.index + 1:02d}"
 
 
+class Keyframes(list):
+    """The frame indices written (a list, ascending), with the film's ``shot_starts``."""
+
+    def __init__(self, indices=(), shot_starts=()):
+        super().__init__(indices)
+        self.shot_starts = list(shot_starts)
+
+
 def write_keyframes(film: str | os.PathLike, out_dir: str | os.PathLike, every: int | None = None,
-                    threshold: float = 0.8) -> list[int]:
+                    threshold: float = 0.8) -> Keyframes:
     """Write the B&W keyframe of every shot of ``film`` (and one every ``every`` frames inside a shot)
-    into ``out_dir`` as lossless gray PNGs named by frame index; return the indices, ascending.
+    into ``out_dir`` as lossless gray PNGs named by frame index; return the indices, ascending (a list
+    that also carries the ``shot_starts`` found).
 
     Shots are detected on the film's luma by :class:`~deeperfour.film.shots.ShotDetector` (``threshold``
     as in ``deeperfour shots``). A folder that already holds images is refused (it may hold an artist's
@@ -81,7 +90,8 @@ def write_keyframes(film: str | os.PathLike, out_dir: str | os.PathLike, every: 
     the whole film decoded: a failure leaves nothing behind.
     """
     if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-        raise ValueError(f"every={every!r}: must be a whole number of frames >= 1 (or None: one keyframe a shot)")
+        raise ValueError(f"every={every!r}: must be a whole number of frames >= 1 "
+                         "(or None: one keyframe a shot)")
     det = ShotDetector(threshold=threshold)  # checks the threshold before anything is written
     probe(film)  # a missing or broken film is one clear VideoError before any output
     out = Path(out_dir)
@@ -107,7 +117,7 @@ def write_keyframes(film: str | os.PathLike, out_dir: str | os.PathLike, every: 
             os.replace(tmp / keyframe_name(i), out / keyframe_name(i))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return written
+    return Keyframes(written, det.starts)
 
 
 def _refuse(path: Path, problem: str, fix: str) -> ValueError:
@@ -135,7 +145,8 @@ def _load_rgb(path: Path) -> np.ndarray:
 
 def is_gray(rgb: np.ndarray) -> bool:
     """True for a (H, W) image, or an RGB one with (almost) no pixel whose channels differ by more than
-    GRAY_SPREAD levels: compression noise of a gray image passes as gray, a colored region of 0.2 % does not."""
+    GRAY_SPREAD levels: compression noise of a gray image passes as gray, a colored region of 0.2 % does
+    not."""
     if rgb.ndim == 2:
         return True
     spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
@@ -208,7 +219,8 @@ def check_reference_keys(keys: Sequence[int | Shot], shot_starts: Sequence[int],
                                  "has a shot reference and a frame reference; keep one kind for a shot")
 
 
-def read_references(folder: str | os.PathLike, film_info: VideoInfo, shot_starts: Sequence[int]) -> References:
+def read_references(folder: str | os.PathLike, film_info: VideoInfo,
+                    shot_starts: Sequence[int]) -> References:
     """Read and check the colored references in ``folder`` for a film (see the module's rules).
 
     Returns a :class:`References` mapping (frame index or :class:`Shot`) to the image at the film's size.
@@ -245,7 +257,7 @@ def read_references(folder: str | os.PathLike, film_info: VideoInfo, shot_starts
             raise ValueError(f"{files[key]} and {p}: two references for {what}; keep one")
         files[key] = p
     check_reference_keys(list(files), shot_starts, n, {k: str(p) for k, p in files.items()})
-    for key, p in files.items():
+    for p in files.values():
         rgb = _load_rgb(p)
         if is_gray(rgb):
             raise _refuse(p, "is gray: color it first", "a reference gives the colors of its frame or shot; "

