@@ -132,7 +132,8 @@ def _cmd_convert(args) -> None:
         raise ValueError("--address and --workers need --engine ray")
     try:
         run(args.film, args.output, style=args.style, render_factor=args.render_factor,
-            stabilizer=args.stabilizer, cartoonizer=args.cartoonizer, device=args.device,
+            stabilizer=args.stabilizer, cartoonizer=args.cartoonizer, colorize=args.colorize,
+            reference=args.reference, device=args.device,
             weights=args.weights, models=args.models,
             colorizer=args.colorizer, max_side=args.max_side, batch=args.batch, precision=args.precision,
             keep_work=args.keep_work, plan=plan, progress=not args.quiet, **engine)
@@ -215,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "Winnemoeller et al. 2006; no weights) (default: the first trained style found)")
     c.add_argument("--render-factor", type=int, default=None,
                    help="colorizer input = 16 x N px square (default: the colorizer checkpoint's)")
+    c.add_argument("--reference", type=Path, default=None,
+                   help="a folder of colored keyframes (`deeperfour keyframes FILM -o DIR`, then color "
+                        "them): their colors are carried through each shot; shots without one get the "
+                        "colorizer's keyframe")
+    c.add_argument("--colorize", choices=["per-frame", "keyframes"], default="per-frame",
+                   help="automatic colors: per-frame (the colorizer on every frame) or keyframes (the "
+                        "colorizer on each shot's first frame, carried through the shot)")
     c.add_argument("--cartoonizer", choices=["generator", "temporal"], default=None,
                    help="generator: the style's per-frame generator (default); temporal: Ruder et al.'s "
                         "temporal-loss generator, which sees its own warped previous output")

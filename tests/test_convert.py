@@ -344,3 +344,50 @@ def test_abstraction_style_needs_no_cartoon_weights(film, weights, tmp_path):
     assert any("cartoon style: abstraction" in line for line in lines)
     cols, carts = (list(read_frames(tmp_path / "out" / f)) for f in ("colorized.mp4", "cartoon.mp4"))
     assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(cols, carts, strict=True)]) > 2
+
+
+# ------------------------------------------------------------------------------------------------ keyframes
+
+
+def test_reference_keyframes_round_trip(film, weights, tmp_path, capsys):
+    """keyframes -> colored (here: the color original's frames) -> convert --reference: the colorized
+    film takes the references' colors, keeps the input's luma, and a shot without one is reported and
+    colored from the colorizer's keyframe."""
+    from deeperfour.film.color import luminance
+
+    refs = tmp_path / "refs"
+    assert main(["keyframes", str(film), "-o", str(refs)]) == 0
+    written = sorted(p.name for p in refs.glob("*.png"))
+    assert written == ["000000.png", f"{CUT:06d}.png"]
+    originals = list(read_frames(film))
+    import cv2
+
+    cv2.imwrite(str(refs / "000000.png"), cv2.cvtColor(originals[0], cv2.COLOR_RGB2BGR))  # shot 1 colored
+    (refs / f"{CUT:06d}.png").unlink()  # shot 2 left to the colorizer
+    lines = []
+    out = tmp_path / "out"
+    summary = run(film, out, weights, reference=refs, stabilizer="none", log=lines.append, keep_work=True)
+    assert summary["frames"] == N
+    assert any("without a colored reference" in line and ": 2 (of 2)" in line for line in lines)
+    cols = segment_frames(out, "colorized")  # lossless: the exact colorized frames
+    gray = list(read_frames(film, gray=True))  # the B&W film convert starts from
+    assert max(np.abs(luminance(c).astype(int) - g).max() for c, g in zip(cols, gray, strict=True)) <= 1
+
+    def chroma_error(a, b):  # uint8 RGB: mean |difference of RGB - Y|, the color apart from brightness
+        ca = a.astype(float) - luminance(a)[..., None]
+        return np.abs(ca - b.astype(float) + luminance(b)[..., None]).mean()
+
+    shot1 = list(zip(cols[:CUT], originals[:CUT], strict=True))
+    keyed = np.mean([chroma_error(c, o) for c, o in shot1])
+    grayish = np.mean([chroma_error(np.repeat(luminance(o)[..., None], 3, 2), o) for _, o in shot1])
+    assert keyed < 0.5 * grayish  # shot 1 carries the reference's colors
+
+
+def test_colorize_keyframes_without_references_and_bad_reference_folder(film, weights, tmp_path, capsys):
+    lines = []
+    summary = run(film, tmp_path / "out", weights, colorize="keyframes", stabilizer="none", log=lines.append)
+    assert summary["frames"] == N and any("each shot's first frame" in line for line in lines)
+    assert main(["convert", str(film), "-o", str(tmp_path / "bad"), "--weights", str(weights), "--quiet",
+                 "--reference", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0] and not list((tmp_path / "bad").glob("*.mp4"))

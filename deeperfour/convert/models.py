@@ -33,6 +33,7 @@ from deeperfour.infer.stabilize import ConvLSTMStabilizer, FlowBlend, PerFrame
 CARTOONIZERS = ("generator", "temporal")  # a style's per-frame generator | the temporal-loss generator
 ABSTRACTION = "abstraction"  # the classical style (Winnemoeller et al. 2006): no weights, always available
 STABILIZERS = ("convlstm", "flow", "none")
+COLORIZE_MODES = ("per-frame", "keyframes")  # the automatic colorization: every frame | keyframes propagated
 COLORIZER_FILE = "colorize/colorizer.pt"
 STYLES_DIR = "train_cartoongan"
 CONVLSTM_FILE = "convlstm/convlstm.pt"
@@ -69,10 +70,19 @@ class Settings:
     precision: str = "fp32"  # autocast of every network: bf16 | fp32 (resolved from auto)
     max_side: int = 0  # px: stabilize and cartoonize with the longer side at most this (0 = full size)
     batch: int = 1  # frames per model call
+    colorize: str = "per-frame"  # per-frame: the colorizer on every frame | keyframes: on each shot's
+    #                              first frame, propagated through the shot (infer/propagate.py)
+    reference: str = ""  # folder of an artist's colored keyframes (then shots without one: automatic)
+    reference_files: tuple[str, ...] = ()  # its images: part of the work key, so a recolored one counts
 
     def files(self) -> list[str]:
-        return [f for f in (self.colorizer, self.style_file, self.stabilizer_file, self.cartoonizer_file)
-                if f]
+        return [f for f in (self.colorizer, self.style_file, self.stabilizer_file, self.cartoonizer_file,
+                            *self.reference_files) if f]
+
+    @property
+    def propagated(self) -> bool:
+        """True when the colorized film comes from keyframes carried through each shot."""
+        return bool(self.reference) or self.colorize == "keyframes"
 
     @property
     def style_label(self) -> str:
@@ -268,7 +278,8 @@ def resolve_settings(*, style: str | None = None, render_factor: int | None = No
                      stabilizer: str | None = None, cartoonizer: str | None = None, device: str = "auto",
                      weights: str | os.PathLike | None = None, models: str | os.PathLike | None = None,
                      colorizer: str | os.PathLike | None = None, max_side: int = 0, batch: int | None = None,
-                     precision: str = "auto") -> tuple[Settings, list[str]]:
+                     precision: str = "auto", colorize: str = "per-frame",
+                     reference: str | os.PathLike | None = None) -> tuple[Settings, list[str]]:
     """Turn the command's options into Settings, checking every file exists; also the lines to print.
 
     ``stabilizer="temporal"`` is the short form of ``cartoonizer="temporal", stabilizer="none"`` (Ruder
@@ -276,7 +287,18 @@ def resolve_settings(*, style: str | None = None, render_factor: int | None = No
     ``batch=None``: 1 frame per model call on a CPU (batching gains nothing there and costs memory:
     about 200 MB per extra 640x360 frame in the cartoon generator), 4 on a GPU.
     ``precision="auto"``: bf16 where the device computes it natively, else fp32 (``core/precision.py``).
+    ``reference``: a folder of colored keyframes (``deeperfour keyframes``); ``colorize="keyframes"``:
+    without references, the colorizer colors each shot's first frame and propagation carries it.
     """
+    if colorize not in COLORIZE_MODES:
+        raise ValueError(f"--colorize {colorize!r}: choose {' or '.join(COLORIZE_MODES)}")
+    ref_files: tuple[str, ...] = ()
+    if reference:
+        ref_dir = Path(reference)
+        if not ref_dir.is_dir():
+            raise ValueError(f"{ref_dir}: no such folder of colored references (write the keyframes to color "
+                             "with `deeperfour keyframes FILM -o DIR`)")
+        ref_files = tuple(str(p) for p in sorted(ref_dir.iterdir()) if p.is_file())
     if (batch is not None and batch < 1) or max_side < 0:
         raise ValueError(f"need --batch >= 1 and --max-side >= 0 (got {batch}, {max_side})")
     if render_factor is not None and not 1 <= render_factor <= 100:
@@ -308,9 +330,15 @@ def resolve_settings(*, style: str | None = None, render_factor: int | None = No
     name, style_file = ("", "") if cart_file else _pick_style(style, trained, models)
     s = Settings(str(col_path), kind, int(rf), float(extras.get("chroma_scale", 1.0)), name, style_file,
                  str(trained), str(models), stab, stab_file, cartoonizer, cart_file, device=str(dev),
-                 precision=precision, max_side=int(max_side), batch=int(batch))
+                 precision=precision, max_side=int(max_side), batch=int(batch), colorize=colorize,
+                 reference=str(reference or ""), reference_files=ref_files)
     notes.append(f"colorizer: {s.colorizer} ({kind}, render factor {s.render_factor}, "
                  f"chroma scale {s.chroma_scale:g})")
+    if s.reference:
+        notes.append(f"colors: the artist's keyframes in {s.reference}, carried through each shot "
+                     "(shots without one: the colorizer's keyframe)")
+    elif s.propagated:
+        notes.append("colors: the colorizer on each shot's first frame, carried through the shot")
     notes.append(f"cartoon style: {name} ({style_file})" if name else
                  f"cartoonizer: the temporal-loss generator ({cart_file})")
     if cart_file and style:

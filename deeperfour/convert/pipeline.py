@@ -19,7 +19,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +39,15 @@ from deeperfour.convert.segments import (
     work_key,
 )
 from deeperfour.film.color import recombine_luma
+from deeperfour.film.keyframes import read_references
 from deeperfour.film.outputs import check_writable
 from deeperfour.film.resize import fit_longer_side, resize
-from deeperfour.film.video import VideoWriter, probe, read_frames
+from deeperfour.film.video import VideoWriter, probe, read_frames, read_frames_at
 from deeperfour.infer.colorize import colorize_frames
+from deeperfour.infer.propagate import propagate
 
 OUTPUTS = ("colorized.mp4", "cartoon.mp4", "parallel.mp4")
+KEYFRAME_FILM = "colorized_keyframes.mkv"  # the film colored from keyframes, in the work folder
 SEGMENT_FRAMES = 200  # longest segment, frames: bounds the work lost to an interruption
 WARMUP_FRAMES = 10  # recurrent stabilizers start a mid-shot segment this many frames early
 
@@ -123,7 +126,11 @@ def segment_frames(film: Film, seg: Segment, s: cm.Settings, sec: Sections | Non
     for fresh in (col_stab, cart_stab, cartoonizer):
         fresh.reset()
     grays = sec.iterate("decode", read_range(film, seg.lead, seg.stop))
-    pairs = sec.iterate("colorize", _colorized(grays, models, s))
+    if film.colorized:  # colored from keyframes once for the whole film (prepare): read, not computed
+        colors = sec.iterate("decode", read_frames(film.colorized, start=seg.lead, stop=seg.stop))
+        pairs = zip(grays, colors, strict=True)
+    else:
+        pairs = sec.iterate("colorize", _colorized(grays, models, s))
     stable = (_stable_colorized(g, col, col_stab, proc, sec) for g, col in pairs)  # (g_p, col, col_p)
     cartoons = sec.iterate("cartoonize", _cartoonized(stable, cartoonizer))
     for t, (g_p, col, _, cart) in enumerate(cartoons, start=seg.lead):
@@ -202,6 +209,40 @@ def _scan(src: Path, work: WorkDir, plan: Plan, n_expected: int, progress: bool)
         return scan_film(src, plan.shot_threshold, progress=bar.update)
 
 
+def _keyframe_colors(src: Path, film: Film, s: cm.Settings, work: WorkDir, log: Callable[[str], None],
+                     progress: bool) -> Path:
+    """The whole film colored from keyframes (``infer/propagate.py``), lossless, in the work folder.
+
+    The keyframes are the artist's references (``s.reference``, checked before anything is computed)
+    and, for every shot without one, the colorizer's colors of the shot's first frame. Made once: a
+    resumed run finds the finished file (written atomically) and reuses it.
+    """
+    out = work.root / KEYFRAME_FILM
+    refs = read_references(s.reference, probe(src), film.shot_starts) if s.reference else {}
+    for line in getattr(refs, "notes", []):
+        log(f"note: {line}")
+    if out.is_file():
+        return out
+    keys = {k: refs[k] for k in refs}  # (one per shot, or a few): small
+    auto = propagate(src, film.shot_starts, keys).uncolored_shots
+    if auto:
+        starts = [film.shot_starts[k] for k in auto]
+        models = cm.load_models(s)
+        colors = colorize_frames(models.colorizer, read_frames_at(src, starts, gray=True), s.render_factor,
+                                 s.chroma_scale, s.device, 1, s.precision)
+        keys.update(zip(starts, colors, strict=True))
+        if s.reference:
+            log(f"shots without a colored reference, keyframe from the colorizer: "
+                f"{', '.join(str(k + 1) for k in auto)} (of {len(film.shot_starts)})")
+    work.root.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=film.n_frames, desc="keyframes", unit="frame", leave=False, disable=not progress)
+    with VideoWriter(out, film.rate, film.width, film.height) as writer, bar:
+        for rgb in propagate(src, film.shot_starts, keys):
+            writer.write(rgb)
+            bar.update()
+    return out
+
+
 @dataclass
 class Job:
     """A prepared conversion: the film, the settings, THE segment plan and the work folder.
@@ -242,6 +283,9 @@ def prepare(film: str | os.PathLike, outdir: str | os.PathLike, *, plan: Plan | 
     film_info = _scan(src, work, plan, info.n_frames, progress)
     if film_info.is_color:
         log(f"note: {src} is in color; only its luminance is used (the pipeline starts from a B&W film)")
+    if settings.propagated:
+        film_info = replace(film_info, colorized=str(_keyframe_colors(src, film_info, settings, work, log,
+                                                                       progress)))
     segments = plan_segments(film_info.shot_starts, film_info.n_frames, plan.max_frames, warmup)
     work.save(film_info, segments, asdict(settings))
     return Job(film_info, settings, segments, work, outdir)

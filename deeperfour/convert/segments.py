@@ -55,6 +55,7 @@ class Film:
     is_color: bool  # the input has chroma: only its luminance is used
     shot_starts: tuple[int, ...]
     first_pts: int | None  # pts of frame 0 when frame i sits at first_pts + i / (fps * time_base); else None
+    colorized: str = ""  # the film colorized from keyframes (lossless, in the work folder); "": per frame
 
     @property
     def rate(self) -> Fraction:
