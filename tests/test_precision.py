@@ -1,4 +1,5 @@
-"""core/precision.py: auto picks bf16 only where the device computes it natively; one clear error otherwise."""
+"""core/precision.py: auto picks bf16 only where the device computes it natively; one clear error
+otherwise."""
 
 import pytest
 import torch
