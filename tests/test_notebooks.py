@@ -61,7 +61,8 @@ def tiny_parameters(stage: str, root: Path) -> dict:
                      "out_dir": str(root / "build" / "evaluate"),
                      "colorized_path": str(root / "build" / "colorize" / "colorized.mkv"),
                      "cartoon_path": str(root / "build" / "train_cartoongan" / "cartoon.mkv"),
-                     "figures_root": str(root / "figures"), "report_path": str(root / "README.md")},
+                     "figures_root": str(root / "figures"), "report_path": str(root / "README.md"),
+                     "site_dir": str(root / "site")},
     }[stage]
     return common | paths | extra
 
