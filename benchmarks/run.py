@@ -250,11 +250,11 @@ def build_colorize(s: Settings, render_factor: int, net: str, batch: int, precis
 
 
 def build_cartoonize(s: Settings, variant: str, size: tuple[int, int], batch: int, precision: str) -> Work:
-    """A CartoonGAN generator on a batch of RGB frames, as ``cartoonize_film`` runs it (uint8 -> [-1, 1] ->
-    generator under autocast -> uint8); the trained light generator when its checkpoint is present."""
-    from deeperfour.core.precision import autocast
+    """A CartoonGAN generator on a batch of RGB frames through ``cartoonize_batch``, the films' one path
+    (uint8 -> [-1, 1] channels-last -> generator under autocast -> uint8); the trained light generator
+    when its checkpoint is present."""
+    from deeperfour.infer.cartoonize import cartoonize_batch
     from deeperfour.models.cartoongan import CartoonGANConfig, CartoonGenerator
-    from deeperfour.train.cartoongan import to_uint8
 
     weights = "random"
     styles = str(s.params["train_cartoongan"]["styles"]).split(",")
@@ -270,9 +270,7 @@ def build_cartoonize(s: Settings, variant: str, size: tuple[int, int], batch: in
     x_u8 = np.stack(film_frames(batch, size))  # (B, H, W, 3)
 
     def step():
-        x = torch.from_numpy(x_u8).to(s.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
-        with torch.inference_mode(), autocast(s.device, precision):
-            return to_uint8(net(x))  # (B, H, W, 3)
+        return cartoonize_batch(net, x_u8, s.device, precision)  # (B, H, W, 3) uint8, the films' hot path
 
     label = {"light": "light (resize-conv, 4 res blocks)", "paper": "paper (deconv, 8 res blocks)"}[variant]
     return Work(step, batch, f"CartoonGAN {label}", bench_params(net), weights, batch)

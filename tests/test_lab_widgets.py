@@ -144,9 +144,17 @@ def run_cell(driver, index: int) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
-    cell = driver.find_elements("css selector", ".jp-Notebook .jp-CodeCell")[index]
-    cell.find_element("css selector", ".cm-content").click()
-    ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+    for _ in range(3):  # on a loaded machine the first keypress can land before the editor has focus
+        cell = driver.find_elements("css selector", ".jp-Notebook .jp-CodeCell")[index]
+        cell.find_element("css selector", ".cm-content").click()
+        ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+        end = time.monotonic() + 20
+        while time.monotonic() < end:  # the prompt turns from "[ ]:" to "[*]:" (queued or running) or "[1]:"
+            prompt = cell.find_element("css selector", ".jp-InputPrompt").text.strip()
+            if prompt and prompt not in ("[ ]:", "[]:"):
+                return
+            time.sleep(0.25)
+    raise AssertionError(f"code cell {index} never started running after 3 Shift+Enter presses")
 
 
 def set_slider(driver, slider, value: int) -> None:
