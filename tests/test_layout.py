@@ -14,9 +14,7 @@ def readme_tree() -> set[str]:
     block = block[: block.index("```")]
     names, folder = set(), None
     for line in block.splitlines():
-        if not line.startswith("  ") or line.startswith("   " + " " * 20):
-            continue
-        m = re.match(r"^( {2,4})(\S+)", line)
+        m = re.match(r"^( {2}| {4})(\S+)", line)  # a folder at indent 2, a module at 4; wrapped text deeper
         if not m:
             continue
         indent, name = len(m.group(1)), m.group(2)
