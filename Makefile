@@ -79,6 +79,9 @@ lab: data  ## JupyterLab with the notebooks' kernel (this .venv)
 clean-venv:
 	rm -rf $(VENV)
 
-.PHONY: bench
+.PHONY: bench gpu-check
+gpu-check: data  ## on a CUDA machine: network parity, fast tests, a shortened GPU stage, convert, bench -> reports/benchmarks-gpu.json
+	env -u OMP_NUM_THREADS $(BIN)/python -m benchmarks.gpu_check
+
 bench: data  ## benchmarks: fps, peak memory, % of machine peak per stage vs the reference nets -> reports/benchmarks.json
 	env -u OMP_NUM_THREADS $(BIN)/python -m benchmarks.run --out reports/benchmarks.json $(BENCH_ARGS)

@@ -53,6 +53,7 @@ SPEEDUP_GOAL = 5.0  # default pipeline fps / reference pipeline fps at 640x360
 PEAK_FRACTION_GOAL = 0.30  # every default stage reaches this share of the machine's peak (CPU)
 ABSTRACTION_FPS_GOAL = 10.0  # the classical cartoon at 640x360 on the CPU (issue 16)
 PROPAGATION_FPS_GOAL = 5.0  # reference propagation, classical path, at 640x360 on the CPU (issue 15)
+CONVERT_SPEEDUP_GOAL = 1.5  # issue 19: end-to-end convert fps at 640x360, new defaults / previous ones
 MEMORY_GROWTH_MB = 50.0  # convert: 60 s may use at most max(this, 5 % of the 10 s peak) more than 10 s
 
 
@@ -125,6 +126,23 @@ class Work:
     params: int | None = None
     weights: str = "random"  # trained (the DVC stage's checkpoint) | random (same cost) | none
     batch: int = 1
+    compile_s: float | None = None  # torch.compile: seconds of the first (compiling) call; None = eager
+
+
+def _compiled(net: torch.nn.Module, compiled: bool) -> torch.nn.Module:
+    """``net`` compiled in place (``core/compile.py``) when asked."""
+    from deeperfour.core.compile import compile_module
+
+    return compile_module(net, compiled)
+
+
+def _first_call(step: Callable[[], Any], compiled: bool) -> float | None:
+    """Run ``step`` once when the network is compiled: the compilation's seconds (else None, no call)."""
+    if not compiled:
+        return None
+    t0 = time.perf_counter()
+    step()
+    return time.perf_counter() - t0
 
 
 def stage_list(s: Settings) -> list[Stage]:
@@ -164,6 +182,20 @@ def stage_list(s: Settings) -> list[Stage]:
     st.append(Stage(f"cartoonize_abstraction_{wh}", "cartoonize", "classical", "build_abstraction", "none",
                     {}))
     st.append(Stage(f"propagate_classical_{wh}", "colorize", "classical", "build_propagation", "none", {}))
+    if s.quick:  # compiling takes tens of seconds per network: not for the plumbing check
+        return st
+    # torch.compile (core/compile.py) of each default network, beside its eager self above
+    st.append(Stage(f"colorize_rf{s.rf_default}_compiled", "colorize", "compiled", "build_colorize", col_prec,
+                    {"render_factor": s.rf_default, "net": "ours", "batch": col_batch, "compiled": True}))
+    st.append(Stage(f"cartoonize_light_{wh}_compiled", "cartoonize", "compiled", "build_cartoonize", cg_prec,
+                    {"variant": "light", "size": s.size, "batch": cg_batch, "compiled": True}))
+    st.append(Stage(f"stabilize_convlstm_nf{lstm_nf}_{wh}_compiled", "stabilize", "compiled",
+                    "build_convlstm",
+                    lstm_prec, {"nf": lstm_nf, "n_res_blocks": int(lstm.get("n_res_blocks", 5)),
+                                "trained": True, "compiled": True}))
+    ref_prec = resolve_precision(s.params.get("colorize_reference", {}).get("precision", "auto"), s.device)
+    st.append(Stage(f"propagate_refined_{wh}", "colorize", "classical", "build_propagation", ref_prec,
+                    {"refined": True}))
     return st
 
 
@@ -209,7 +241,8 @@ def film_frames(n: int, size: tuple[int, int]) -> list[np.ndarray]:
 # builders: one per kind of stage; each returns the Work its process times
 
 
-def build_colorize(s: Settings, render_factor: int, net: str, batch: int, precision: str) -> Work:
+def build_colorize(s: Settings, render_factor: int, net: str, batch: int, precision: str,
+                   compiled: bool = False) -> Work:
     """Our colorizer (the trained checkpoint when present) or DeOldify's video generator, through the same
     ``colorize_frames`` path: stretch to 16 rf px, predict chroma, recombine with the full-size luma."""
     from deeperfour.infer.colorize import DeOldifyChroma, colorize_frames
@@ -239,17 +272,18 @@ def build_colorize(s: Settings, render_factor: int, net: str, batch: int, precis
         name = "DeOldify video generator (ResNet101 wide)" + (" [tiny: quick mode]" if s.quick else "")
     else:
         raise ValueError(f"unknown colorizer {which!r}")
-    net = net.to(s.device).eval()
+    net = _compiled(net.to(s.device).eval(), compiled)
     frames = film_frames(batch, s.size)
 
     def step():
         return list(colorize_frames(net, frames, render_factor, chroma_scale=scale, device=s.device,
                                     batch=batch, precision=precision))
 
-    return Work(step, batch, name, bench_params(net), weights, batch)
+    return Work(step, batch, name, bench_params(net), weights, batch, _first_call(step, compiled))
 
 
-def build_cartoonize(s: Settings, variant: str, size: tuple[int, int], batch: int, precision: str) -> Work:
+def build_cartoonize(s: Settings, variant: str, size: tuple[int, int], batch: int, precision: str,
+                     compiled: bool = False) -> Work:
     """A CartoonGAN generator on a batch of RGB frames through ``cartoonize_batch``, the films' one path
     (uint8 -> [-1, 1] channels-last -> generator under autocast -> uint8); the trained light generator
     when its checkpoint is present."""
@@ -266,14 +300,15 @@ def build_cartoonize(s: Settings, variant: str, size: tuple[int, int], batch: in
             net, weights = trained, "trained"
     if net is None:
         net = CartoonGenerator(CartoonGANConfig(variant=variant))
-    net = net.to(s.device).eval()
+    net = _compiled(net.to(s.device).eval(), compiled)
     x_u8 = np.stack(film_frames(batch, size))  # (B, H, W, 3)
 
     def step():
         return cartoonize_batch(net, x_u8, s.device, precision)  # (B, H, W, 3) uint8, the films' hot path
 
     label = {"light": "light (resize-conv, 4 res blocks)", "paper": "paper (deconv, 8 res blocks)"}[variant]
-    return Work(step, batch, f"CartoonGAN {label}", bench_params(net), weights, batch)
+    return Work(step, batch, f"CartoonGAN {label}", bench_params(net), weights, batch,
+                _first_call(step, compiled))
 
 
 def _cycling(frames: list[np.ndarray], sources: list[np.ndarray],
@@ -290,7 +325,7 @@ def _cycling(frames: list[np.ndarray], sources: list[np.ndarray],
 
 
 def build_convlstm(s: Settings, nf: int, precision: str, n_res_blocks: int = 5,
-                   trained: bool = False) -> Work:
+                   trained: bool = False, compiled: bool = False) -> Work:
     """Lai et al.'s recurrent network one frame at a time (``ConvLSTMStabilizer``), state carried along;
     ``trained``: the stage ``convlstm`` checkpoint when present and of this width (else random weights)."""
     from deeperfour.film.color import luminance
@@ -303,13 +338,13 @@ def build_convlstm(s: Settings, nf: int, precision: str, n_res_blocks: int = 5,
         loaded = TemporalConsistencyNet.from_checkpoint(ckpt)
         if (loaded.config.nf, loaded.config.n_res_blocks) == (nf, n_res_blocks):
             net, weights = loaded, "trained"
-    stab = ConvLSTMStabilizer(net, s.device, precision)
+    stab = ConvLSTMStabilizer(_compiled(net, compiled), s.device, precision)
     frames = film_frames(8, s.size)
     sources = [luminance(f) for f in frames]
     step = _cycling(frames, sources, stab.step)
     step()  # the first frame of a shot is returned as is: start the state so every timed call runs the net
     name = f"Lai et al. ConvLSTM net (nf {nf}, {n_res_blocks} res blocks)"
-    return Work(step, 1, name, bench_params(net), weights)
+    return Work(step, 1, name, bench_params(net), weights, compile_s=_first_call(step, compiled))
 
 
 def build_flow_blend(s: Settings, precision: str) -> Work:
@@ -339,18 +374,31 @@ def build_abstraction(s: Settings, precision: str) -> Work:
     return Work(step, 1, "abstraction (Winnemoeller et al. 2006; OpenCV)", None, "none")
 
 
-def build_propagation(s: Settings, precision: str, n: int = 24) -> Work:
-    """Reference colorization, classical path: one shot of ``n`` frames colored from its first frame (flow
-    both ways, confidence, Levin fill), all passes included; ``frames`` per call = ``n``."""
-    from deeperfour.infer.propagate import propagate
+def build_propagation(s: Settings, precision: str, n: int = 24, refined: bool = False) -> Work:
+    """Reference colorization: one shot of ``n`` frames colored from its first frame (flow both ways,
+    confidence, Levin fill; ``refined``: plus the learned refiner, the trained one of stage
+    colorize_reference when present, else an untrained one of the same size: same cost), all passes
+    included; ``frames`` per call = ``n``."""
+    from deeperfour.core.config import BUILD
+    from deeperfour.core.precision import resolve_precision
+    from deeperfour.infer.propagate import Refiner, propagate
+    from deeperfour.models.propagation_refiner import PropagationRefiner, RefinerConfig
 
     frames = film_frames(n, s.size)
+    refiner, what = None, "classical (DIS medium, Levin fill at 160 px)"
+    if refined:
+        trained = BUILD / "colorize_reference" / "refiner.pt"
+        width = int(s.params.get("colorize_reference", {}).get("refiner_width", 24))
+        model = (PropagationRefiner.from_checkpoint(trained) if trained.is_file()
+                 else PropagationRefiner(RefinerConfig(width=width)))
+        prec = resolve_precision(precision, torch.device(s.device))
+        refiner, what = Refiner(model, s.device, prec), f"classical + refiner ({prec})"
 
     def step():
-        for _ in propagate(frames, [0], {0: frames[0]}):
+        for _ in propagate(frames, [0], {0: frames[0]}, refiner=refiner):
             pass
 
-    return Work(step, n, "reference propagation, classical (DIS medium, Levin fill at 160 px)", None, "none")
+    return Work(step, n, f"reference propagation, {what}", None, "none")
 
 
 def bench_params(net: torch.nn.Module) -> int:
@@ -385,7 +433,7 @@ def measure_stage(stage: Stage, s: Settings) -> dict[str, Any]:
     t0 = time.perf_counter()
     work: Work = globals()[stage.builder](s, precision=stage.precision, **stage.kwargs)
     build_s = time.perf_counter() - t0
-    flops, _ = bench.count_flops(work.step)  # 1st call: counted, untimed
+    flops, _ = (None, None) if work.compile_s is not None else bench.count_flops(work.step)  # untimed
     times = bench.time_calls(work.step, repeats=1, warmup=s.warmup, device=s.device)
     n = bench.repeats_for(times[0], s.budget_s, s.min_repeats, s.max_repeats)
     times += bench.time_calls(work.step, repeats=n - 1, warmup=0, device=s.device)
@@ -399,6 +447,7 @@ def measure_stage(stage: Stage, s: Settings) -> dict[str, Any]:
         "fps": work.frames / seconds, "seconds_per_frame": seconds / work.frames,
         "times_s": [round(t, 5) for t in times], "repeats": len(times), "build_s": build_s,
         "gflop_per_frame": flops / 1e9 / work.frames if flops else None,
+        **({"compile_s": work.compile_s} if work.compile_s is not None else {}),
         "baseline_memory_mb": baseline, **_memory(s), **({"top_ops": top_ops} if top_ops else {}),
     }
 
@@ -418,14 +467,21 @@ def measure_peaks(s: Settings) -> dict[str, Any]:
     return out
 
 
-def run_convert(src: Path, outdir: Path, device: str, log: Callable[[str], None], sections=None) -> Any:
-    """``deeperfour convert`` on ``src`` at its defaults (precision auto), silent; returns its summary."""
+CONVERT_BEFORE = {"colorize": "per-frame"}  # the previous default path: the colorizer on every frame, both
+#                                          films stabilized (today's default: keyframes, propagated)
+
+
+def run_convert(src: Path, outdir: Path, device: str, log: Callable[[str], None], sections=None,
+                **options: Any) -> Any:
+    """``deeperfour convert`` on ``src`` at its defaults (precision auto) but ``options``, silent; returns
+    its summary."""
     from deeperfour.convert.pipeline import convert
 
-    return convert(src, outdir, device=device, progress=False, log=log, sections=sections)
+    return convert(src, outdir, device=device, progress=False, log=log, sections=sections, **options)
 
 
-def measure_convert(src: str, seconds_of_film: float, s: Settings) -> dict[str, Any]:
+def measure_convert(src: str, seconds_of_film: float, s: Settings, options: dict | None = None
+                    ) -> dict[str, Any]:
     """The whole ``convert`` on one film, in this fresh process: wall time, fps, peak memory.
 
     The wall time includes loading the models, the shot scan and writing the output films: what a user
@@ -441,10 +497,11 @@ def measure_convert(src: str, seconds_of_film: float, s: Settings) -> dict[str, 
         lines: list[str] = []
         sections = Sections()
         summary = run_convert(Path(src), Path(tmp) / "out", s.device, lambda line: lines.append(str(line)),
-                              sections)
+                              sections, **(options or {}))
         wall = time.perf_counter() - t0
     n = int(summary["frames"])
     return {"group": "convert", "family": "default", "model": "deeperfour.convert.pipeline (whole pipeline)",
+            "options": options or {},
             "device": s.device, "threads": torch.get_num_threads(), "size": [info.width, info.height],
             "film_seconds": seconds_of_film, "film_fps": float(info.fps), "frames": n,
             "fps": n / wall, "seconds_per_frame": wall / n, "wall_s": wall, "repeats": 1,
@@ -478,6 +535,11 @@ def summarize(result: dict[str, Any], s: Settings) -> None:
     """Fractions of peak, pipelines, speed-ups and targets, from the measured entries (in place)."""
     peaks = result["peak"]
     stages = result["stages"]
+    for name, e in stages.items():  # a compiled entry does the FLOPs of its eager self (not countable inside
+        eager = stages.get(name.removesuffix("_compiled"), {})  # the compiled kernels)
+        if name.endswith("_compiled") and "fps" in e and eager.get("gflop_per_frame"):
+            e["gflop_per_frame"] = eager["gflop_per_frame"]
+            e["speedup_vs_eager"] = e["fps"] / eager["fps"]
     for e in stages.values():
         if "fps" not in e:
             continue
@@ -531,6 +593,14 @@ def summarize(result: dict[str, Any], s: Settings) -> None:
     short, long_ = (f"convert_{s.size_name}_{t}s" for t in s.lengths_s)
     if stages.get(long_, {}).get("profile_s_per_frame"):  # where the longer film's time went
         result["convert_profile"] = stages[long_]["profile_s_per_frame"]
+    before = stages.get(f"{long_}_before", {})
+    if before.get("fps") and stages.get(long_, {}).get("fps"):  # both measured in this run, same film
+        result["convert_speedup"] = stages[long_]["fps"] / before["fps"]
+        result["convert_profile_before"] = before.get("profile_s_per_frame")
+        targets["convert_speedup"] = {**bench.target(result["convert_speedup"], CONVERT_SPEEDUP_GOAL),
+                                      "before": CONVERT_BEFORE,
+                                      "note": "today's defaults against the previous default path "
+                                              "(--colorize per-frame), the same 640x360 film, one run"}
     if stages.get(short, {}).get("peak_memory_mb") and stages.get(long_, {}).get("peak_memory_mb"):
         m_short, m_long = stages[short]["peak_memory_mb"], stages[long_]["peak_memory_mb"]
         allowed = max(MEMORY_GROWTH_MB, 0.05 * m_short)
@@ -596,13 +666,16 @@ def run(s: Settings, isolate: bool = True, only: list[str] | None = None, conver
 
 def measure_convert_lengths(s: Settings, stages: dict[str, Any], isolate: bool) -> None:
     """``convert`` on a short and a long synthesized film (same size): fps, and peak memory vs length."""
-    names = [f"convert_{s.size_name}_{t}s" for t in s.lengths_s]
+    runs = [(f"convert_{s.size_name}_{t}s", t, None) for t in s.lengths_s]
+    runs.append((f"convert_{s.size_name}_{s.lengths_s[-1]}s_before", s.lengths_s[-1], CONVERT_BEFORE))
     with tempfile.TemporaryDirectory(prefix="bench-films-") as tmp:
-        for name, seconds in zip(names, s.lengths_s, strict=True):
-            film = synthesize_film(Path(tmp) / f"film_{seconds}s.mp4", seconds, s.length_fps, s.size,
-                                   n_source=20 if s.quick else 250)
+        for name, seconds, options in runs:
+            film = Path(tmp) / f"film_{seconds}s.mp4"
+            if not film.exists():
+                synthesize_film(film, seconds, s.length_fps, s.size, n_source=20 if s.quick else 250)
             try:
-                stages[name] = bench.run_isolated(measure_convert, str(film), seconds, s, isolate=isolate)
+                stages[name] = bench.run_isolated(measure_convert, str(film), seconds, s, options,
+                                                  isolate=isolate)
             except Exception as e:
                 stages[name] = {"group": "convert", "family": "default", "error": f"{type(e).__name__}: {e}"}
                 traceback.print_exc()

@@ -127,9 +127,16 @@ def test_summarize_computes_speedup_and_targets():
     short, long_ = (f"convert_{s.size_name}_{t}s" for t in s.lengths_s)
     stages[short] = {"group": "convert", "family": "default", "fps": 1.0, "peak_memory_mb": 900.0,
                      "baseline_memory_mb": 600.0}
-    stages[long_] = {**stages[short], "peak_memory_mb": 1000.0}
+    stages[long_] = {**stages[short], "peak_memory_mb": 1000.0, "fps": 1.6}
+    stages[f"{long_}_before"] = {**stages[short], "fps": 1.0}
+    eager = f"cartoonize_light_{s.size_name}"
+    stages[f"{eager}_compiled"] = {**stages[eager], "gflop_per_frame": None, "fps": 12.0}
     result = {"peak": {"fp32": {"peak_gflops": 20.0}}, "stages": stages}
     run.summarize(result, s)
+    assert result["convert_speedup"] == pytest.approx(1.6) and result["targets"]["convert_speedup"]["met"]
+    compiled = result["stages"][f"{eager}_compiled"]  # the FLOPs of its eager self, 1.2x its speed
+    assert compiled["speedup_vs_eager"] == pytest.approx(1.2)
+    assert compiled["fraction_of_peak"] == pytest.approx(0.6)
     assert result["speedup_vs_reference"] == pytest.approx(10.0)
     assert result["targets"]["speedup_vs_reference"]["met"] is True
     assert result["stages"][f"colorize_rf{s.rf_default}"]["fraction_of_peak"] == pytest.approx(0.5)

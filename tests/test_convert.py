@@ -4,6 +4,7 @@ shot starts; every bad input gives one error line and no .mp4. Tiny models made 
 import concurrent.futures
 import multiprocessing
 import os
+import shutil
 from pathlib import Path
 
 import av
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import deeperfour.convert.models as cm
 import deeperfour.convert.pipeline as conv
 from deeperfour.cli import main
 from deeperfour.convert.segments import Segment, plan_segments, read_range, scan_film
@@ -117,14 +119,25 @@ def test_cli_outputs_keep_count_fps_audio_and_luminance(film, weights, tmp_path,
 
 
 def test_stabilized_equals_per_frame_at_shot_starts(film, weights, tmp_path):
-    run(film, tmp_path / "stab", weights, stabilizer="convlstm", keep_work=True)
-    run(film, tmp_path / "per", weights, stabilizer="none", keep_work=True)
+    run(film, tmp_path / "stab", weights, stabilizer="convlstm", keep_work=True, colorize="per-frame")
+    run(film, tmp_path / "per", weights, stabilizer="none", keep_work=True, colorize="per-frame")
     for target in ("colorized", "cartoon"):
         stab, per = segment_frames(tmp_path / "stab", target), segment_frames(tmp_path / "per", target)
         assert len(stab) == len(per) == N
         for t in (0, CUT):
             assert np.array_equal(stab[t], per[t]), (target, t)
         assert any(not np.array_equal(stab[t], per[t]) for t in (1, 2, CUT + 1)), target  # it stabilized
+
+
+def test_colors_from_keyframes_are_not_stabilized_again(film, weights, tmp_path):
+    """The default --colorize keyframes: the colorized film is the propagation itself (stable by
+    construction), whatever the stabilizer; the cartoon is still stabilized."""
+    run(film, tmp_path / "stab", weights, stabilizer="convlstm", keep_work=True)
+    run(film, tmp_path / "per", weights, stabilizer="none", keep_work=True)
+    stab, per = segment_frames(tmp_path / "stab", "colorized"), segment_frames(tmp_path / "per", "colorized")
+    assert len(stab) == N and all(np.array_equal(a, b) for a, b in zip(stab, per, strict=True))
+    stab, per = segment_frames(tmp_path / "stab", "cartoon"), segment_frames(tmp_path / "per", "cartoon")
+    assert any(not np.array_equal(stab[t], per[t]) for t in (1, 2, CUT + 1))
 
 
 def test_flow_default_and_max_side(film, weights, tmp_path):
@@ -332,9 +345,13 @@ def test_profile_charges_every_part_and_adds_up(film, weights, tmp_path):
     summary = run(film, tmp_path / "out", weights, stabilizer="flow", sections=sec)
     wall = time.perf_counter() - t0
     assert summary["frames"] == N
-    assert {"decode", "colorize", "stabilize", "cartoonize", "encode"} <= set(sec.seconds)
+    parts = {"decode", "colorize", "propagate", "flow", "stabilize", "cartoonize", "encode"}
+    assert parts <= set(sec.seconds)
     assert all(v >= 0 for v in sec.seconds.values())
     assert sum(sec.seconds.values()) <= wall  # exclusive parts never count a second twice
+    sec = Sections()
+    run(film, tmp_path / "per", weights, stabilizer="flow", sections=sec, colorize="per-frame")
+    assert "propagate" not in sec.seconds and sec.seconds["colorize"] > 0
 
 
 def test_abstraction_style_needs_no_cartoon_weights(film, weights, tmp_path):
@@ -395,3 +412,62 @@ def test_colorize_keyframes_without_references_and_bad_reference_folder(film, we
                  "--reference", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nowhere" in err[0] and not list((tmp_path / "bad").glob("*.mp4"))
+
+
+def test_propagation_choice_follows_the_refiners_own_verdict(film, weights, tmp_path, capsys):
+    """--propagation auto takes the refiner only where stage colorize_reference recorded that it won on
+    the validation clip; refined without a refiner is one error line; the refiner's file keys the work."""
+    from deeperfour.models.propagation_refiner import PropagationRefiner, RefinerConfig
+
+    w = tmp_path / "weights"
+    shutil.copytree(weights, w)
+    s, notes = cm.resolve_settings(weights=w, models=w / "released", device="cpu", colorize="keyframes")
+    assert s.refiner_file == "" and any("propagation: classical (no refiner" in n for n in notes)
+    with pytest.raises(FileNotFoundError, match="no propagation refiner"):
+        cm.resolve_settings(weights=w, models=w / "released", device="cpu", colorize="keyframes",
+                            propagation="refined")
+    refiner = PropagationRefiner(RefinerConfig(width=4))
+    refiner.save(w / cm.REFINER_FILE, {"default_method": "classical"})
+    s, notes = cm.resolve_settings(weights=w, models=w / "released", device="cpu", colorize="keyframes")
+    assert s.refiner_file == "" and any("did not beat it" in n for n in notes)
+    refiner.save(w / cm.REFINER_FILE, {"default_method": "refined"})
+    s, notes = cm.resolve_settings(weights=w, models=w / "released", device="cpu", colorize="keyframes")
+    assert s.refiner_file.endswith("refiner.pt") and s.refiner_file in s.files()
+    per_frame, _ = cm.resolve_settings(weights=w, models=w / "released", device="cpu", colorize="per-frame")
+    assert per_frame.refiner_file == ""  # the per-frame colorizer propagates nothing
+    summary = run(film, tmp_path / "out", w, colorize="keyframes", stabilizer="none")
+    assert summary["frames"] == N
+    assert main(["convert", str(film), "-o", str(tmp_path / "bad"), "--weights", str(weights), "--quiet",
+                 "--colorize", "keyframes", "--propagation", "refined"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no propagation refiner" in err[0]
+
+
+def test_compile_module_off_is_untouched_and_bad_mode_is_refused():
+    from deeperfour.core.compile import compile_module
+
+    net = TemporalConsistencyNet(ConvLSTMConfig(nf=4, n_res_blocks=1))
+    assert compile_module(net, enabled=False) is net and net._compiled_call_impl is None
+    with pytest.raises(ValueError, match="compile mode 'fastest'"):
+        compile_module(net, mode="fastest")
+
+
+@pytest.mark.integration
+def test_compiled_convert_agrees_with_eager_within_one_level(film, weights, tmp_path):
+    """--compile: every network compiled (colorizer, cartoon generator, ConvLSTM), the same films within
+    one 8-bit level (fp32: the fused kernels only reorder float sums); the cached eager colorizer stays
+    eager."""
+    out = {}
+    for flag in (False, True):
+        lines = []
+        run(film, tmp_path / str(flag), weights, colorize="per-frame", stabilizer="convlstm",
+            precision="fp32", compile=flag, keep_work=True, log=lines.append)
+        assert any("torch.compile" in line for line in lines) == flag
+        out[flag] = {t: segment_frames(tmp_path / str(flag), t) for t in ("colorized", "cartoon")}
+    for target in ("colorized", "cartoon"):
+        pairs = zip(out[False][target], out[True][target], strict=True)
+        worst = max(int(np.abs(a.astype(int) - b).max()) for a, b in pairs)
+        assert worst <= 1, (target, worst)
+    s, _ = cm.resolve_settings(weights=weights, models=weights / "released", device="cpu", precision="fp32")
+    eager, _ = cm.load_colorizer_file(s.colorizer, s.colorizer_kind, s.device)
+    assert eager._compiled_call_impl is None

@@ -18,8 +18,8 @@ from deeperfour.report import frames as frames_report
 
 from .conftest import make_clip
 
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-STAGE_OF = {p.name: p.stem[3:] for p in NOTEBOOKS}
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))  # 01_colorize, 01b_colorize_reference..
+STAGE_OF = {p.name: p.stem.split("_", 1)[1] for p in NOTEBOOKS}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,8 @@ def tiny_parameters(stage: str, root: Path) -> dict:
     extra = {
         "colorize": {"eval_stride": 6, "n_preview": 2, "ensemble": 2,  # later stages load the 2-seed ensemble
                      "out_dir": str(root / "build" / "colorize")},
+        "colorize_reference": {"colorize_dir": str(root / "build" / "colorize"),
+                               "out_dir": str(root / "build" / "colorize_reference"), "every": 8, "far": 4},
         "prepare_datasets": {"n_preview": 1, "crop": 64, "max_side": 128, "style_frame_stride": 16,
                              "photo_frame_stride": 16, "photo_crops_per_image": 1,
                              "out_dir": str(root / "build" / "prepare_datasets")},
@@ -49,6 +51,7 @@ def tiny_parameters(stage: str, root: Path) -> dict:
                              "film_path": str(root / "build" / "frames" / "color.mkv"),
                              "out_dir": str(root / "build" / "train_cartoongan")},
         "temporal_loss": {"colorize_dir": str(root / "build" / "colorize"),
+                          "colorized_path": str(root / "build" / "frames" / "color.mkv"),  # train_cartoongan's
                           "cartoon_dir": str(root / "build" / "train_cartoongan"),
                           "out_dir": str(root / "build" / "temporal_loss")},
         "convlstm": {"clips_dir": str(root / "build" / "temporal_loss" / "clips"),
@@ -60,6 +63,7 @@ def tiny_parameters(stage: str, root: Path) -> dict:
                      "convlstm_dir": str(root / "build" / "convlstm"),
                      "out_dir": str(root / "build" / "evaluate"),
                      "colorized_path": str(root / "build" / "colorize" / "colorized.mkv"),
+                     "reference_dir": str(root / "build" / "colorize_reference"),
                      "cartoon_path": str(root / "build" / "train_cartoongan" / "cartoon.mkv"),
                      "figures_root": str(root / "figures"), "report_path": str(root / "README.md"),
                      "site_dir": str(root / "site")},
@@ -117,6 +121,17 @@ def test_notebook_runs(nb, workspace):
         assert metrics["fps"] > 0 and "mean of 2 seeds" in metrics["colorizer"]
         film = workspace / "build" / "colorize" / "colorized.mkv"
         assert probe(film).n_frames == probe(workspace / "build" / "frames" / "bw.mkv").n_frames
+    if stage == "colorize_reference":
+        methods = {"gray", "copy", "chain_warp", "classical", "refined", "default"}
+        keys = {"ciede2000", "psnr", "ssim", "colorfulness", "cdc", "ewarp"}
+        for case in ("first_frame", "every_50", "cross_reference"):
+            assert set(metrics[case]) == methods and all(set(v) == keys for v in metrics[case].values())
+        assert metrics["first_frame"]["gray"]["colorfulness"] == 0.0
+        assert set(metrics["auto"]) == {"per_frame", "keyframes"} and metrics["luma_within_1"]
+        assert metrics["fps_classical"] > 0 and metrics["fps_refined"] > 0 and metrics["drift"]
+        film = workspace / "build" / "colorize_reference" / "colorized_keyframes.mkv"
+        assert probe(film).n_frames == probe(workspace / "build" / "frames" / "bw.mkv").n_frames
+        assert (workspace / "build" / "colorize_reference" / "refiner.pt").is_file()
     if stage == "prepare_datasets":
         assert metrics["styles"]["bunny"]["n_crops"] > 0 and metrics["photo"]["test"]["n_crops"] >= 2
         assert (workspace / "build" / "prepare_datasets" / "manifest.json").is_file()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from deeperfour.infer.stabilize import ConvLSTMStabilizer, FlowBlend, PerFrame, stabilize
+from deeperfour.infer.stabilize import ConvLSTMStabilizer, FlowBlend, FlowMemo, PerFrame, stabilize
 from deeperfour.metrics.film import warping_error
 from deeperfour.metrics.temporal import StabilityScorer, difference_maps, ewarp_reduction, middle_frames
 from deeperfour.models.convlstm import ConvLSTMConfig, TemporalConsistencyNet
@@ -113,3 +113,23 @@ def test_middle_frames_stay_inside_the_first_shot():
     assert middle_frames([0, 30, 50], 80, 3) == [14, 15, 16]
     assert middle_frames([0, 2], 10, 5) == [0, 1]  # a short first shot: never across its cut
     assert middle_frames([0], 9, 3) == [3, 4, 5]  # one shot: the film's middle
+
+
+def test_two_stabilizers_sharing_a_flow_memo_compute_each_flow_once():
+    """convert stabilizes the colorized and the cartoon film of the same B&W frames: with one FlowMemo the
+    flow of each frame pair is computed once, and both outputs are those of unshared stabilizers."""
+    torch.manual_seed(0)
+    net = TemporalConsistencyNet(ConvLSTMConfig(nf=4, n_res_blocks=1, warp_prev=True))
+    processed, sources = panning_film(6)
+    cartoonish = [255 - p for p in processed]
+    memo = FlowMemo()
+    a, b = ConvLSTMStabilizer(net, flows=memo), ConvLSTMStabilizer(net, flows=memo)
+    shared = [(a.step(p, s), b.step(c, s)) for p, c, s in zip(processed, cartoonish, sources, strict=True)]
+    alone_a = list(stabilize(ConvLSTMStabilizer(net), processed, sources))
+    alone_b = list(stabilize(ConvLSTMStabilizer(net), cartoonish, sources))
+    assert all(np.array_equal(x, y) for (x, _), y in zip(shared, alone_a, strict=True))
+    assert all(np.array_equal(x, y) for (_, x), y in zip(shared, alone_b, strict=True))
+    assert (memo.misses, memo.hits) == (5, 5)  # 5 pairs: one estimate each, one reuse each
+    fa, fb = FlowBlend(0.7, flows=FlowMemo()), FlowBlend(0.7)
+    assert all(np.array_equal(fa.step(p, s), fb.step(p, s)) for p, s in zip(processed, sources, strict=True))
+    assert fa.flow.misses == 10 and fa.flow.hits == 0  # two directions per pair, nothing to share alone

@@ -15,25 +15,30 @@ remote task rebuilds the same models from it) and JSON-able (the work key and th
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from deeperfour.core.compile import compile_module
 from deeperfour.core.config import BUILD, MODELS, pick_device
 from deeperfour.core.precision import resolve_precision
 from deeperfour.infer.abstraction import AbstractionCartoonizer
 from deeperfour.infer.cartoonize import FrameCartoonizer, TemporalCartoonizer, available_styles, load_style
 from deeperfour.infer.colorize import DeOldifyChroma, model_input_side
-from deeperfour.infer.stabilize import ConvLSTMStabilizer, FlowBlend, PerFrame
+from deeperfour.infer.stabilize import ConvLSTMStabilizer, FlowBlend, FlowMemo, PerFrame
 
 CARTOONIZERS = ("generator", "temporal")  # a style's per-frame generator | the temporal-loss generator
 ABSTRACTION = "abstraction"  # the classical style (Winnemoeller et al. 2006): no weights, always available
 STABILIZERS = ("convlstm", "flow", "none")
 COLORIZE_MODES = ("per-frame", "keyframes")  # the automatic colorization: every frame | keyframes propagated
+PROPAGATIONS = ("auto", "classical", "refined")  # how keyframes are carried: auto = the stage's choice
+REFINER_FILE = "colorize_reference/refiner.pt"
 COLORIZER_FILE = "colorize/colorizer.pt"
 STYLES_DIR = "train_cartoongan"
 CONVLSTM_FILE = "convlstm/convlstm.pt"
@@ -70,14 +75,16 @@ class Settings:
     precision: str = "fp32"  # autocast of every network: bf16 | fp32 (resolved from auto)
     max_side: int = 0  # px: stabilize and cartoonize with the longer side at most this (0 = full size)
     batch: int = 1  # frames per model call
-    colorize: str = "per-frame"  # per-frame: the colorizer on every frame | keyframes: on each shot's
-    #                              first frame, propagated through the shot (infer/propagate.py)
+    colorize: str = "keyframes"  # keyframes: the colorizer on each shot's first frame, propagated through
+    #                              the shot (infer/propagate.py) | per-frame: the colorizer on every frame
     reference: str = ""  # folder of an artist's colored keyframes (then shots without one: automatic)
     reference_files: tuple[str, ...] = ()  # its images: part of the work key, so a recolored one counts
+    refiner_file: str = ""  # the propagation refiner (stage colorize_reference); "" = the classical path
+    compile: bool = False  # torch.compile the networks (core/compile.py): on by default on a GPU only
 
     def files(self) -> list[str]:
         return [f for f in (self.colorizer, self.style_file, self.stabilizer_file, self.cartoonizer_file,
-                            *self.reference_files) if f]
+                            self.refiner_file, *self.reference_files) if f]
 
     @property
     def propagated(self) -> bool:
@@ -163,13 +170,15 @@ class Models:
         return FrameCartoonizer(self.cartoon, s.device, s.precision, s.batch)
 
     def stabilizers(self) -> tuple[Any, Any]:
-        """(colorized stabilizer, cartoon stabilizer), fresh."""
+        """(colorized stabilizer, cartoon stabilizer), fresh; they share one FlowMemo (same B&W frames,
+        same flows: computed once)."""
         s = self.settings
+        flows = FlowMemo()
         if s.stabilizer == "convlstm":
-            return (ConvLSTMStabilizer(self.convlstm, s.device, s.precision),
-                    ConvLSTMStabilizer(self.convlstm, s.device, s.precision))
+            return (ConvLSTMStabilizer(self.convlstm, s.device, s.precision, flows=flows),
+                    ConvLSTMStabilizer(self.convlstm, s.device, s.precision, flows=flows))
         if s.stabilizer == "flow":
-            return FlowBlend(s.flow_alpha), FlowBlend(s.flow_alpha)
+            return FlowBlend(s.flow_alpha, flows=flows), FlowBlend(s.flow_alpha, flows=flows)
         return PerFrame(), PerFrame()
 
 
@@ -180,7 +189,18 @@ def load_models(s: Settings) -> Models:
 
 @lru_cache(maxsize=1)
 def _load_models(s: Settings, stamp: tuple[int, ...]) -> Models:
+    models = _load_networks(s)
+    if s.compile:  # in place, on copies: the cached eager colorizer stays eager for other settings
+        for net in (models.colorizer, models.cartoon, models.convlstm):
+            if net is not None:
+                compile_module(net)
+    return models
+
+
+def _load_networks(s: Settings) -> Models:
     colorizer, _ = load_colorizer_file(s.colorizer, s.colorizer_kind, s.device)
+    if s.compile:
+        colorizer = copy.deepcopy(colorizer)
     convlstm = None
     if s.cartoonizer == "temporal":
         from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
@@ -274,12 +294,41 @@ def _pick_style(style: str | None, trained: Path, models: Path) -> tuple[str, st
     return match, str(have[match])
 
 
+def _pick_refiner(propagation: str, weights: Path) -> tuple[str, list[str]]:
+    """(the refiner's file or "", notes) for ``--propagation``. auto: the refiner when the stage
+    colorize_reference trained one AND found it better than the classical path on its validation clip
+    (recorded in the checkpoint as ``default_method``), else the classical path."""
+    if propagation not in PROPAGATIONS:
+        raise ValueError(f"--propagation {propagation!r}: choose {', '.join(PROPAGATIONS)}")
+    path = weights / REFINER_FILE
+    if propagation == "classical":
+        return "", []
+    if propagation == "refined":
+        if not path.is_file():
+            raise _missing(path, "propagation refiner", "run `dvc repro colorize_reference`, or pass "
+                                                        "--propagation classical")
+        return str(path), []
+    if not path.is_file():
+        return "", [f"propagation: classical (no refiner at {path}; `dvc repro colorize_reference` "
+                    "trains one)"]
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        chosen = ckpt.get("default_method", "classical")
+    except Exception as e:
+        raise ValueError(f"{path}: not a usable propagation refiner ({e}); expected the checkpoint that "
+                         "`dvc repro colorize_reference` writes") from e
+    if chosen != "refined":
+        return "", [f"propagation: classical (the refiner at {path} did not beat it on the validation clip)"]
+    return str(path), []
+
+
 def resolve_settings(*, style: str | None = None, render_factor: int | None = None,
                      stabilizer: str | None = None, cartoonizer: str | None = None, device: str = "auto",
                      weights: str | os.PathLike | None = None, models: str | os.PathLike | None = None,
                      colorizer: str | os.PathLike | None = None, max_side: int = 0, batch: int | None = None,
-                     precision: str = "auto", colorize: str = "per-frame",
-                     reference: str | os.PathLike | None = None) -> tuple[Settings, list[str]]:
+                     precision: str = "auto", colorize: str = "keyframes",
+                     reference: str | os.PathLike | None = None, propagation: str = "auto",
+                     compile: bool | None = None) -> tuple[Settings, list[str]]:
     """Turn the command's options into Settings, checking every file exists; also the lines to print.
 
     ``stabilizer="temporal"`` is the short form of ``cartoonizer="temporal", stabilizer="none"`` (Ruder
@@ -289,6 +338,9 @@ def resolve_settings(*, style: str | None = None, render_factor: int | None = No
     ``precision="auto"``: bf16 where the device computes it natively, else fp32 (``core/precision.py``).
     ``reference``: a folder of colored keyframes (``deeperfour keyframes``); ``colorize="keyframes"``:
     without references, the colorizer colors each shot's first frame and propagation carries it.
+    ``propagation``: auto (the refiner where the stage chose it) | classical | refined.
+    ``compile``: torch.compile every network (None: on a GPU only; on the 2-core CPU it gained 5 % for
+    9-34 s of compilation per network, see ``core/compile.py``).
     """
     if colorize not in COLORIZE_MODES:
         raise ValueError(f"--colorize {colorize!r}: choose {' or '.join(COLORIZE_MODES)}")
@@ -328,10 +380,13 @@ def resolve_settings(*, style: str | None = None, render_factor: int | None = No
     cart_file = _pick_cartoonizer(cartoonizer, weights)
     trained = weights / STYLES_DIR
     name, style_file = ("", "") if cart_file else _pick_style(style, trained, models)
+    propagated = bool(reference) or colorize == "keyframes"
+    refiner_file, refiner_notes = _pick_refiner(propagation, weights) if propagated else ("", [])
     s = Settings(str(col_path), kind, int(rf), float(extras.get("chroma_scale", 1.0)), name, style_file,
                  str(trained), str(models), stab, stab_file, cartoonizer, cart_file, device=str(dev),
                  precision=precision, max_side=int(max_side), batch=int(batch), colorize=colorize,
-                 reference=str(reference or ""), reference_files=ref_files)
+                 reference=str(reference or ""), reference_files=ref_files, refiner_file=refiner_file,
+                 compile=bool(dev.type == "cuda" if compile is None else compile))
     notes.append(f"colorizer: {s.colorizer} ({kind}, render factor {s.render_factor}, "
                  f"chroma scale {s.chroma_scale:g})")
     if s.reference:
@@ -339,11 +394,14 @@ def resolve_settings(*, style: str | None = None, render_factor: int | None = No
                      "(shots without one: the colorizer's keyframe)")
     elif s.propagated:
         notes.append("colors: the colorizer on each shot's first frame, carried through the shot")
+    if s.propagated:
+        notes += refiner_notes or [f"propagation: classical + the learned refiner ({s.refiner_file})"]
     notes.append(f"cartoon style: {name} ({style_file})" if name else
                  f"cartoonizer: the temporal-loss generator ({cart_file})")
     if cart_file and style:
         notes.append(f"note: --style {style} is ignored: the temporal-loss generator has its own style")
     notes += stab_notes or [f"stabilizer: {stab}" + (f" ({stab_file})" if stab_file else "")]
     size = f"longer side at most {max_side} px" if max_side else "full size"
-    notes.append(f"device: {s.device}, {precision}, batch {batch}, {size}")
+    notes.append(f"device: {s.device}, {precision}, batch {batch}, {size}"
+                 + (", torch.compile (compiled once per process, cached on disk)" if s.compile else ""))
     return s, notes

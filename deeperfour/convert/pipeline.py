@@ -44,7 +44,8 @@ from deeperfour.film.outputs import check_writable
 from deeperfour.film.resize import fit_longer_side, resize
 from deeperfour.film.video import VideoWriter, probe, read_frames, read_frames_at
 from deeperfour.infer.colorize import colorize_frames
-from deeperfour.infer.propagate import propagate
+from deeperfour.infer.propagate import Refiner, propagate
+from deeperfour.infer.stabilize import PerFrame
 
 OUTPUTS = ("colorized.mp4", "cartoon.mp4", "parallel.mp4")
 KEYFRAME_FILM = "colorized_keyframes.mkv"  # the film colored from keyframes, in the work folder
@@ -79,6 +80,14 @@ def _colorized(grays: Iterable[np.ndarray], models: cm.Models, s: cm.Settings
     for rgb in colorize_frames(models.colorizer, feed(), s.render_factor, s.chroma_scale, s.device,
                                s.batch, s.precision):
         yield pending.popleft(), rgb
+
+
+def _timed(fn: Callable, sec: Sections, name: str) -> Callable:
+    """``fn`` with its calls charged to section ``name``."""
+    def timed(*args, **kwargs):
+        with sec(name):
+            return fn(*args, **kwargs)
+    return timed
 
 
 def _stable_colorized(g: np.ndarray, col: np.ndarray, stab, proc: tuple[int, int], sec: Sections):
@@ -122,6 +131,11 @@ def segment_frames(film: Film, seg: Segment, s: cm.Settings, sec: Sections | Non
     full = (film.height, film.width)
     proc = fit_longer_side(*full, s.max_side, 8)
     col_stab, cart_stab = models.stabilizers()
+    if film.colorized:  # colors carried from keyframes do not flicker (E_warp at the color original's own
+        col_stab = PerFrame()  # level, stage colorize_reference): stabilizing them again only blurs them
+    for stab in (col_stab, cart_stab):  # the stabilizers' optical flow is a part of its own in the profile
+        if hasattr(stab, "flow"):
+            stab.flow = _timed(stab.flow, sec, "flow")
     cartoonizer = models.cartoonizer()
     for fresh in (col_stab, cart_stab, cartoonizer):
         fresh.reset()
@@ -210,7 +224,7 @@ def _scan(src: Path, work: WorkDir, plan: Plan, n_expected: int, progress: bool)
 
 
 def _keyframe_colors(src: Path, film: Film, s: cm.Settings, work: WorkDir, log: Callable[[str], None],
-                     progress: bool) -> Path:
+                     progress: bool, sec: Sections | None = None) -> Path:
     """The whole film colored from keyframes (``infer/propagate.py``), lossless, in the work folder.
 
     The keyframes are the artist's references (``s.reference``, checked before anything is computed)
@@ -223,22 +237,26 @@ def _keyframe_colors(src: Path, film: Film, s: cm.Settings, work: WorkDir, log: 
         log(f"note: {line}")
     if out.is_file():
         return out
+    sec = sec or NoSections()
     keys = {k: refs[k] for k in refs}  # (one per shot, or a few): small
     auto = propagate(src, film.shot_starts, keys).uncolored_shots
     if auto:
         starts = [film.shot_starts[k] for k in auto]
         models = cm.load_models(s)
-        colors = colorize_frames(models.colorizer, read_frames_at(src, starts, gray=True), s.render_factor,
-                                 s.chroma_scale, s.device, 1, s.precision)
+        with sec("colorize"):
+            colors = list(colorize_frames(models.colorizer, read_frames_at(src, starts, gray=True),
+                                          s.render_factor, s.chroma_scale, s.device, 1, s.precision))
         keys.update(zip(starts, colors, strict=True))
         if s.reference:
             log(f"shots without a colored reference, keyframe from the colorizer: "
                 f"{', '.join(str(k + 1) for k in auto)} (of {len(film.shot_starts)})")
     work.root.mkdir(parents=True, exist_ok=True)
+    refiner = Refiner.load(s.refiner_file, s.device, s.precision) if s.refiner_file else None
     bar = tqdm(total=film.n_frames, desc="keyframes", unit="frame", leave=False, disable=not progress)
     with VideoWriter(out, film.rate, film.width, film.height) as writer, bar:
-        for rgb in propagate(src, film.shot_starts, keys):
-            writer.write(rgb)
+        for rgb in sec.iterate("propagate", propagate(src, film.shot_starts, keys, refiner=refiner)):
+            with sec("encode"):
+                writer.write(rgb)
             bar.update()
     return out
 
@@ -263,7 +281,8 @@ class Job:
 
 
 def prepare(film: str | os.PathLike, outdir: str | os.PathLike, *, plan: Plan | None = None,
-            progress: bool = True, log: Callable[[str], None] = print, **options) -> Job:
+            progress: bool = True, log: Callable[[str], None] = print, sections: Sections | None = None,
+            **options) -> Job:
     """Check the input, the models and the output folder; scan the film (or reuse an interrupted
     run's scan); plan the segments. ``options``: those of :func:`convert_models.resolve_settings`."""
     src, outdir, plan = Path(film), Path(outdir), plan or Plan()
@@ -285,7 +304,7 @@ def prepare(film: str | os.PathLike, outdir: str | os.PathLike, *, plan: Plan | 
         log(f"note: {src} is in color; only its luminance is used (the pipeline starts from a B&W film)")
     if settings.propagated:
         film_info = replace(film_info, colorized=str(_keyframe_colors(src, film_info, settings, work, log,
-                                                                       progress)))
+                                                                       progress, sections)))
     segments = plan_segments(film_info.shot_starts, film_info.n_frames, plan.max_frames, warmup)
     work.save(film_info, segments, asdict(settings))
     return Job(film_info, settings, segments, work, outdir)
@@ -324,7 +343,7 @@ def convert(film: str | os.PathLike, outdir: str | os.PathLike, *, keep_work: bo
     part's time to it (``convert/profile.py``; the benchmark's convert profile). Returns a summary dict.
     """
     t0 = time.perf_counter()
-    job = prepare(film, outdir, plan=plan, progress=progress, log=log, **options)
+    job = prepare(film, outdir, plan=plan, progress=progress, log=log, sections=sections, **options)
     todo = job.todo()
     if len(todo) < len(job.segments):
         log(f"resuming from {job.work.root}: {len(job.segments) - len(todo)} of {len(job.segments)} "

@@ -44,7 +44,7 @@ import os
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +52,10 @@ import cv2
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spl
+import torch
 from scipy.spatial import cKDTree
 
+from deeperfour.core.precision import autocast
 from deeperfour.film.color import gray_to_rgb, luma_chroma_to_rgb, luminance, recombine_luma
 from deeperfour.film.flow import estimate_flow, in_frame_mask, warp
 from deeperfour.film.keyframes import References, Shot, check_reference_keys, read_references
@@ -61,6 +63,7 @@ from deeperfour.film.outputs import check_video_output
 from deeperfour.film.resize import fit_longer_side, resize
 from deeperfour.film.shots import ShotDetector, shot_ranges
 from deeperfour.film.video import VideoWriter, probe, read_frames
+from deeperfour.models.propagation_refiner import PropagationRefiner, refiner_inputs
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,12 @@ class PropagateSettings:
     min_inliers: int = 15  # RANSAC inliers needed to place it by homography; else color transfer
     transfer_confidence: float = 0.5  # confidence of chroma placed by the color transfer
     spill_mb: float = 64.0  # a shot's buffers above this size live in a temporary file
+    mode: str = "full"  # full: the method above | chain: chained warps from the previous keyframe only
+    #                     (no direct route, no blend, no fill) | copy: the nearest keyframe's chroma,
+    #                     no motion (the last two: baselines of the stage colorize_reference)
+
+
+MODES = ("full", "chain", "copy")
 
 
 @dataclass(frozen=True)
@@ -309,6 +318,88 @@ class _ShotMatcher:
         return w / shape[1], h / shape[0]
 
 
+def key_yuv(gray_key: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """A keyframe's propagated channels (h, w, 3) float32: its own luma in [0, 1], then its chroma (U, V).
+
+    The luma travels with the chroma, so that every frame knows the luma its colors came from: the
+    refiner's "luma mismatch to the keyframe" is |Y_t - warped Y_key|."""
+    return np.concatenate([np.asarray(gray_key, np.float32)[..., None] / 255, uv], axis=2).astype(np.float32)
+
+
+def _nullclock(_part: str):
+    return contextlib.nullcontext()
+
+
+def propagate_shot(gray: np.ndarray, keys: Mapping[int, tuple[np.ndarray, np.ndarray]],
+                   settings: PropagateSettings | None = None, refiner: Callable | None = None,
+                   alloc: Callable = np.empty, clock: Callable = _nullclock) -> tuple[np.ndarray, np.ndarray]:
+    """Passes 2 and 3 over one shot at work size: (yuv (L, h, w, 3) float16, conf (L, h, w) float16).
+
+    ``gray`` (L, h, w) uint8: the shot's frames. ``keys``: {local index: (yuv (h, w, 3) from
+    :func:`key_yuv`, confidence (h, w))}, at least one. Keyframes keep their own channels. Channel 0 of
+    the result is the keyframes' luma carried along, 1-2 the chroma; ``conf`` is the final confidence
+    (after the blend). ``refiner(gray_t, yuv_t, conf_t) -> uv_t``, when given, corrects each non-key
+    frame's chroma after the fill. ``settings.mode`` chain / copy give the stage's baselines.
+    """
+    s = settings or PropagateSettings()
+    if s.mode not in MODES:
+        raise ValueError(f"propagation mode {s.mode!r}: choose {', '.join(MODES)}")
+    if not keys:
+        raise ValueError("propagate_shot needs at least one keyframe")
+    n, (h, w) = len(gray), gray.shape[1:3]
+    yuv_f = alloc((n, h, w, 3), np.float16)
+    conf_f = alloc((n, h, w), np.float16)
+    order = sorted(keys)
+    first, last = order[0], order[-1]
+    if s.mode == "copy":  # the nearest keyframe's channels, no motion (the earlier one on a tie)
+        for i in range(n):
+            yuv_f[i], conf_f[i] = keys[min(order, key=lambda k: (abs(k - i), k))]
+        return yuv_f, conf_f
+    chain_only = s.mode == "chain"
+    key = prev = None
+    for i in range(first, n):  # pass 2: forward from each keyframe
+        if i in keys:
+            key = i
+            prev = keys[i]
+        else:
+            g_key = gray[key] if i - 1 != key and not chain_only else None
+            prev = _propagation_step(gray[i], gray[i - 1], *prev, g_key, *keys[key], s.preset, clock)
+        yuv_f[i], conf_f[i] = prev
+    key = nxt = None
+    for i in range(n - 1, -1, -1):  # pass 3: backward, blend, fill, refine
+        is_key = i in keys
+        if is_key:
+            key = i
+            nxt = keys[i]
+            if chain_only:
+                continue
+            yuv, conf = keys[i]  # a placed still's uncovered pixels are filled below
+        elif chain_only and i > first:  # forward chain only: pass 2's result stands
+            continue
+        elif i > last:
+            yuv, conf = yuv_f[i].astype(np.float32), conf_f[i].astype(np.float32)
+        else:
+            g_key = gray[key] if i + 1 != key and not chain_only else None
+            nxt = _propagation_step(gray[i], gray[i + 1], *nxt, g_key, *keys[key], s.preset, clock)
+            yuv, conf = nxt
+            if chain_only:
+                yuv_f[i], conf_f[i] = yuv, conf
+                continue
+            if i > first:
+                with clock("blend"):
+                    before = max(j for j in order if j < i)
+                    w_a, w_b = blend_weights(conf_f[i], conf, i - before, key - i)
+                    yuv = w_a[..., None] * yuv_f[i] + w_b[..., None] * yuv
+                    conf = w_a * conf_f[i] + w_b * conf
+        with clock("levin"):
+            yuv = levin_fill(gray[i], yuv, conf, s.hard, s.data_weight, s.levin_side)
+        if refiner is not None and not is_key:
+            with clock("refine"):
+                yuv = np.concatenate([yuv[..., :1], refiner(gray[i], yuv, conf)], axis=2)
+        yuv_f[i], conf_f[i] = yuv, conf
+    return yuv_f, conf_f
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Propagation over a film
 # ---------------------------------------------------------------------------------------------------------
@@ -344,8 +435,9 @@ class Propagation:
     """
 
     def __init__(self, film, shot_starts: Sequence[int], references: Mapping,
-                 settings: PropagateSettings | None = None):
+                 settings: PropagateSettings | None = None, refiner: Callable | None = None):
         self.settings = s = settings or PropagateSettings()
+        self.refiner = refiner
         if s.preset not in ("ultrafast", "fast", "medium"):
             raise ValueError(f"preset {s.preset!r}: choose ultrafast, fast or medium")
         if isinstance(film, str | os.PathLike):
@@ -455,9 +547,10 @@ class Propagation:
                 self.placements[k] = placement
         for f in (f for f in self._frame_keys if a <= f < b):
             uv = resize(chroma(np.asarray(self.references[f])), (h, w))
-            keys[f - a] = (uv, np.ones((h, w), np.float32))
+            keys[f - a] = (key_yuv(gray[f - a], uv), np.ones((h, w), np.float32))
         self.keyframes[k] = sorted(a + i for i in keys)
-        return self._two_sided(gray, keys, buf)
+        yuv, _ = propagate_shot(gray, keys, s, self.refiner, buf.alloc, self._clock)
+        return yuv[..., 1:]
 
     def _place(self, a: int, ref: np.ndarray, matcher: _ShotMatcher, gray: np.ndarray):
         """Keyframe (local index), chroma and confidence at work size of a whole-shot reference."""
@@ -474,7 +567,7 @@ class Propagation:
             hw_ = to_work @ np.linalg.inv(to_match) @ hom @ to_match @ np.linalg.inv(to_work)
             ref_w = resize(ref, (h, w))
             uv = cv2.warpPerspective(chroma(ref_w), hw_, (w, h), flags=cv2.INTER_LINEAR,
-                                     borderMode=cv2.BORDER_CONSTANT)
+                                     borderMode=cv2.BORDER_CONSTANT)  # (h, w, 2)
             y_ref = cv2.warpPerspective(luminance(ref_w).astype(np.float32) / 255, hw_, (w, h),
                                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             cover = cv2.warpPerspective(np.ones((h, w), np.float32), hw_, (w, h), flags=cv2.INTER_NEAREST,
@@ -485,65 +578,53 @@ class Propagation:
                 gain = y[m].std() / max(float(y_ref[m].std()), 1e-3)
                 y_ref = (y_ref - y_ref[m].mean()) * gain + y[m].mean()
             conf = (cover * np.exp(-((y_ref - y) ** 2) / (2 * 0.1**2))).astype(np.float32)
-            return i, uv.astype(np.float32), conf, Placement(a + i, "homography", matches, inliers)
+            return i, key_yuv(gray[i], uv), conf, Placement(a + i, "homography", matches, inliers)
         uv = transfer_colors(ref, gray[i]).astype(np.float32)
         conf = np.full((h, w), s.transfer_confidence, np.float32)
-        return i, uv, conf, Placement(a + i, "transfer", matches, max(inliers, 0))
+        return i, key_yuv(gray[i], uv), conf, Placement(a + i, "transfer", matches, max(inliers, 0))
 
-    def _two_sided(self, gray: np.ndarray, keys: dict, buf: _Buffer) -> np.ndarray:
-        """Passes 2 and 3 over one shot's work-size frames: chroma (L, h, w, 2) float16."""
-        s, clock = self.settings, self._clock
-        n, (h, w) = len(gray), self.work_hw
-        uv_f = buf.alloc((n, h, w, 2), np.float16)
-        conf_f = buf.alloc((n, h, w), np.float16)
-        order = sorted(keys)
-        first, last = order[0], order[-1]
-        key = prev = None
-        for i in range(first, n):  # pass 2: forward from each keyframe
-            if i in keys:
-                key = i
-                prev = keys[i]
-            else:
-                g_key = gray[key] if i - 1 != key else None
-                prev = _propagation_step(gray[i], gray[i - 1], *prev, g_key, *keys[key], s.preset, clock)
-            uv_f[i], conf_f[i] = prev
-        key = nxt = None
-        for i in range(n - 1, -1, -1):  # pass 3: backward, blend, fill
-            if i in keys:
-                key = i
-                nxt = keys[i]
-                uv, conf = keys[i]
-            elif i > last:
-                uv, conf = uv_f[i].astype(np.float32), conf_f[i].astype(np.float32)
-            else:
-                g_key = gray[key] if i + 1 != key else None
-                nxt = _propagation_step(gray[i], gray[i + 1], *nxt, g_key, *keys[key], s.preset, clock)
-                uv, conf = nxt
-                if i > first:
-                    with clock("blend"):
-                        before = max(j for j in order if j < i)
-                        w_a, w_b = blend_weights(conf_f[i], conf, i - before, key - i)
-                        uv = w_a[..., None] * uv_f[i] + w_b[..., None] * uv
-                        conf = w_a * conf_f[i] + w_b * conf
-            with clock("levin"):
-                uv_f[i] = levin_fill(gray[i], uv, conf, s.hard, s.data_weight, s.levin_side)
-        return uv_f
+
+class Refiner:
+    """The learned refiner (``models/propagation_refiner.py``) as ``propagate_shot`` calls it:
+    ``refiner(gray (h, w) uint8, yuv (h, w, 3), conf (h, w)) -> uv (h, w, 2)`` float32, one frame at a
+    time, under ``precision`` (``core.precision``) on ``device``."""
+
+    def __init__(self, model: PropagationRefiner, device: str | torch.device = "cpu",
+                 precision: str = "fp32"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.precision = precision
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
+             precision: str = "fp32") -> Refiner:
+        return cls(PropagationRefiner.from_checkpoint(path), device, precision)
+
+    @torch.inference_mode()
+    def __call__(self, gray: np.ndarray, yuv: np.ndarray, conf: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(refiner_inputs(gray, yuv, conf))[None].to(self.device)  # (1, 5, h, w)
+        with autocast(self.device, self.precision):
+            uv = self.model(x)  # (1, 2, h, w)
+        return uv[0].float().permute(1, 2, 0).cpu().numpy()
 
 
 def propagate(film, shot_starts: Sequence[int], references: Mapping,
-              settings: PropagateSettings | None = None) -> Propagation:
+              settings: PropagateSettings | None = None, refiner: Callable | None = None) -> Propagation:
     """Colorize a B&W film from references: an iterable :class:`Propagation` of RGB uint8 frames.
 
     ``film``: a video path (read as gray, decoded twice) or a sequence of gray (H, W) or RGB frames (its
     luma is used). ``shot_starts``: the first frame of every shot (``film.shots.detect_shots``).
     ``references``: {frame index or ``Shot(k)``: RGB (H, W, 3) uint8 at the film's size}, e.g. from
-    ``film.keyframes.read_references``. Checks everything (ValueError) before any frame is made.
+    ``film.keyframes.read_references``. ``refiner``: a learned correction of the propagated chroma
+    (:class:`Refiner`), None for the classical path. Checks everything (ValueError) before any frame
+    is made.
     """
-    return Propagation(film, shot_starts, references, settings)
+    return Propagation(film, shot_starts, references, settings, refiner)
 
 
 def propagate_film(film: str | os.PathLike, references: str | os.PathLike, output: str | os.PathLike,
-                   threshold: float = 0.8, settings: PropagateSettings | None = None) -> Propagation:
+                   threshold: float = 0.8, settings: PropagateSettings | None = None,
+                   refiner: Callable | None = None) -> Propagation:
     """Colorize ``film`` from the colored references in the folder ``references`` into ``output``
     (.mkv lossless or .mp4 H.264, the film's fps and audio). Shots are detected on the film with
     ``threshold``; the references are read and checked before anything is written. Returns the finished
@@ -554,7 +635,7 @@ def propagate_film(film: str | os.PathLike, references: str | os.PathLike, outpu
         det.update(g)
     refs = read_references(references, info, det.starts)
     check_video_output(output, inputs=[film])
-    prop = propagate(film, det.starts, refs, settings)
+    prop = propagate(film, det.starts, refs, settings, refiner)
     with VideoWriter(output, info.fps, info.width, info.height,
                      audio_from=film if info.has_audio else None) as writer:
         for rgb in prop:

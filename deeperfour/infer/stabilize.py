@@ -45,6 +45,36 @@ class Stabilizer(Protocol):
     def step(self, frame: np.ndarray, source: np.ndarray) -> np.ndarray: ...
 
 
+class FlowMemo:
+    """Optical flow between two input frames, remembered by the frames' identity.
+
+    ``convert`` stabilizes the colorized and the cartoon film of the same B&W frames: both stabilizers ask
+    for the same flow of the same two source arrays, one after the other. Sharing one memo computes it
+    once. Entries hold their frames, so an identity can never be reused while remembered; the last
+    ``size`` flows are kept."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._entries: list[tuple[np.ndarray, np.ndarray, str, str, np.ndarray]] = []
+        self.hits = self.misses = 0
+
+    def __call__(self, src: np.ndarray, dst: np.ndarray, method: str = "dis", preset: str = "medium"
+                 ) -> np.ndarray:
+        """The flow src -> dst (H, W, 2), as ``film.flow.estimate_flow``."""
+        for a, b, m, p, flow in self._entries:
+            if a is src and b is dst and m == method and p == preset:
+                self.hits += 1
+                return flow
+        self.misses += 1
+        flow = estimate_flow(src, dst, method, preset=preset)
+        self._entries = [*self._entries[-(self.size - 1):], (src, dst, method, preset, flow)]
+        return flow
+
+
+def _fresh_flow(src: np.ndarray, dst: np.ndarray, method: str = "dis", preset: str = "medium") -> np.ndarray:
+    return estimate_flow(src, dst, method, preset=preset)
+
+
 class PerFrame:
     """No stabilization: out = P_t."""
 
@@ -67,10 +97,12 @@ class FlowBlend:
 
     name = "flow_blend"
 
-    def __init__(self, alpha: float = 0.7, flow_method: str = "dis", preset: str = "medium"):
+    def __init__(self, alpha: float = 0.7, flow_method: str = "dis", preset: str = "medium",
+                 flows: FlowMemo | None = None):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"flow blend alpha must be in [0, 1], got {alpha}")
         self.alpha, self.flow_method, self.preset = alpha, flow_method, preset
+        self.flow = flows or _fresh_flow  # a FlowMemo shared with another stabilizer of the same film
         self.reset()
 
     def reset(self) -> None:
@@ -82,8 +114,8 @@ class FlowBlend:
         if self.prev_out is None:
             out = p
         else:
-            back = estimate_flow(source, self.prev_src, self.flow_method, preset=self.preset)  # t -> t-1
-            fwd = estimate_flow(self.prev_src, source, self.flow_method, preset=self.preset)  # t-1 -> t
+            back = self.flow(source, self.prev_src, self.flow_method, self.preset)  # t -> t-1
+            fwd = self.flow(self.prev_src, source, self.flow_method, self.preset)  # t-1 -> t
             c = occlusion_mask(back, fwd)[..., None]  # (H, W, 1), 1 = trust the warped past
             out = p + self.alpha * c * (warp(self.prev_out, back) - p)
         self.prev_out, self.prev_src = out, source
@@ -100,7 +132,8 @@ class ConvLSTMStabilizer:
     name = "convlstm"
 
     def __init__(self, net: TemporalConsistencyNet, device: torch.device | str = "cpu",
-                 precision: str = "fp32", flow_method: str = "dis", preset: str = "medium"):
+                 precision: str = "fp32", flow_method: str = "dis", preset: str = "medium",
+                 flows: FlowMemo | None = None):
         # channels-last weights: every conv then runs channels-last, the layout oneDNN's bf16 convs are
         # fastest in on CPUs (see models/ops.py)
         self.net = net.to(device, memory_format=torch.channels_last).eval()
@@ -108,6 +141,7 @@ class ConvLSTMStabilizer:
         self.channels = net.config.channels
         self.warp_prev = getattr(net.config, "warp_prev", False)
         self.flow_method, self.preset = flow_method, preset
+        self.flow = flows or _fresh_flow  # a FlowMemo shared with another stabilizer of the same film
         self.reset()
 
     def reset(self) -> None:
@@ -127,7 +161,7 @@ class ConvLSTMStabilizer:
         """(O_{t-1}, I_{t-1}), warped to frame t when the network was trained that way."""
         if not self.warp_prev:
             return self.o_prev, self.i_prev
-        back = estimate_flow(source, self.src_prev, self.flow_method, preset=self.preset)  # (H, W, 2) t->t-1
+        back = self.flow(source, self.src_prev, self.flow_method, self.preset)  # (H, W, 2) t->t-1
         flow = torch.from_numpy(back).to(self.device).permute(2, 0, 1)[None]  # (1, 2, H, W)
         return warp_torch(self.o_prev, flow), warp_torch(self.i_prev, flow)
 

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from deeperfour.core.results import read_json
 
-STAGES = ("frames", "colorize", "prepare_datasets", "train_cartoongan", "temporal_loss", "convlstm")
+STAGES = ("frames", "colorize", "colorize_reference", "prepare_datasets", "train_cartoongan", "temporal_loss",
+          "convlstm")
 TITLES = {
     "frames": "1. Cutting the film into frames and shots",
     "colorize": "2. Colorization (DeOldify-style)",
+    "colorize_reference": "2b. Reference-guided colorization: keyframes carried through each shot",
     "prepare_datasets": "3. Cartoon style datasets",
     "train_cartoongan": "4. Cartoonization (CartoonGAN)",
     "temporal_loss": "5a. Stabilization: temporal loss (Ruder et al.)",
@@ -85,6 +87,23 @@ def headline(metrics: dict[str, dict]) -> str:
             lines.append(f"| {name} | {_fmt(m.get('ciede2000', '—'))} | {_fmt(m.get('colorfulness', '—'))} | "
                          f"{_fmt(m.get('cdc', '—'))} |")
         lines.append("")
+    ref = metrics.get("colorize_reference")
+    if ref:
+        lines += ["| reference colorization (each shot's first frame colored; other frames scored) | "
+                  "CIEDE2000 ↓ | CIEDE2000, ≥ 30 frames away ↓ | CDC ↓ | E_warp ↓ |", "|---|---|---|---|---|"]
+        for key, name in (("gray", "gray input"), ("copy", "keyframe chroma copied"),
+                          ("chain_warp", "chained flow warps"), ("classical", "classical propagation"),
+                          ("refined", "classical + refiner")):
+            m, far = ref.get("first_frame", {}).get(key, {}), ref.get("first_frame_far", {}).get(key, {})
+            lines.append(f"| {name}{' (default)' if key == ref.get('default_method') else ''} | "
+                         f"{_fmt(m.get('ciede2000', '—'))} | {_fmt(far.get('ciede2000', '—'))} | "
+                         f"{_fmt(m.get('cdc', '—'))} | {_fmt(m.get('ewarp', '—'))} |")
+        for key, name in (("per_frame", "automatic: colorizer on every frame"),
+                          ("keyframes", "automatic: colorizer on keyframes, propagated")):
+            m = ref.get("auto", {}).get(key, {})
+            lines.append(f"| {name} | {_fmt(m.get('ciede2000', '—'))} | | {_fmt(m.get('cdc', '—'))} | "
+                         f"{_fmt(m.get('ewarp', '—'))} |")
+        lines.append("")
     styles = metrics.get("train_cartoongan", {}).get("styles", {})
     if styles:
         lines += ["| cartoon style | style distance: input → output ↓ | content distance |", "|---|---|---|"]
@@ -133,7 +152,8 @@ def write_report(path: str | os.PathLike, metrics: dict[str, dict], figures_dir:
         lines += [f"![evaluate: {f.stem}]({Path(os.path.relpath(f, base)).as_posix()})\n" for f in cross]
     film = metrics.get("parallel_film")
     if film:
-        lines += [f"The parallel film (B&W | colorized | cartoon, stabilizer `{film['stabilizer']}`): "
+        lines += [f"The parallel film (B&W | {film.get('colorized', 'colorized')} | cartoon, stabilizer "
+                  f"`{film['stabilizer']}`): "
                   f"`{film['path']}`, {film['n_frames']} frames at {film['fps']} fps, "
                   f"{film['size'][0]}x{film['size'][1]} px.", ""]
     for stage in STAGES:
