@@ -182,6 +182,9 @@ def stage_list(s: Settings) -> list[Stage]:
     st.append(Stage(f"cartoonize_abstraction_{wh}", "cartoonize", "classical", "build_abstraction", "none",
                     {}))
     st.append(Stage(f"propagate_classical_{wh}", "colorize", "classical", "build_propagation", "none", {}))
+    ref_prec = resolve_precision(s.params.get("colorize_reference", {}).get("precision", "auto"), s.device)
+    st.append(Stage(f"propagate_refined_{wh}", "colorize", "classical", "build_propagation", ref_prec,
+                    {"refined": True}))
     if s.quick:  # compiling takes tens of seconds per network: not for the plumbing check
         return st
     # torch.compile (core/compile.py) of each default network, beside its eager self above
@@ -193,9 +196,6 @@ def stage_list(s: Settings) -> list[Stage]:
                     "build_convlstm",
                     lstm_prec, {"nf": lstm_nf, "n_res_blocks": int(lstm.get("n_res_blocks", 5)),
                                 "trained": True, "compiled": True}))
-    ref_prec = resolve_precision(s.params.get("colorize_reference", {}).get("precision", "auto"), s.device)
-    st.append(Stage(f"propagate_refined_{wh}", "colorize", "classical", "build_propagation", ref_prec,
-                    {"refined": True}))
     return st
 
 

@@ -51,7 +51,7 @@ def tiny_parameters(stage: str, root: Path) -> dict:
                              "film_path": str(root / "build" / "frames" / "color.mkv"),
                              "out_dir": str(root / "build" / "train_cartoongan")},
         "temporal_loss": {"colorize_dir": str(root / "build" / "colorize"),
-                          "colorized_path": str(root / "build" / "frames" / "color.mkv"),  # train_cartoongan's
+                          "colorized_path": str(root / "build" / "frames" / "color.mkv"),  # its film_path
                           "cartoon_dir": str(root / "build" / "train_cartoongan"),
                           "out_dir": str(root / "build" / "temporal_loss")},
         "convlstm": {"clips_dir": str(root / "build" / "temporal_loss" / "clips"),

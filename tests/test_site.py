@@ -134,6 +134,16 @@ def check_headline(text: str, metrics: dict) -> None:
     for key, name in (("model", "colorizer"), ("gray", "gray input"), ("shuffled", "shuffled chroma")):
         for cell, metric in zip(rows[name], ("ciede2000", "colorfulness", "cdc"), strict=True):
             same(cell, col[key][metric])
+    ref = metrics.get("colorize_reference")
+    if ref:  # issue 15's table: case (a) per method (all frames, frames >= 30 away, CDC, E_warp), then auto
+        default = " (default)" if ref["default_method"] == "classical" else ""
+        cells = rows["keyframes: classical propagation" + default]
+        for cell, value in zip(cells, (ref["first_frame"]["classical"]["ciede2000"],
+                                       ref["first_frame_far"]["classical"]["ciede2000"],
+                                       ref["first_frame"]["classical"]["cdc"],
+                                       ref["first_frame"]["classical"]["ewarp"]), strict=True):
+            same(cell, value)
+        same(rows["automatic: colorizer on keyframes, propagated"][0], ref["auto"]["keyframes"]["ciede2000"])
     for name, m in metrics["train_cartoongan"]["styles"].items():
         assert rows[name][0] == f"{m['style_distance_input']:.6g} → {m['style_distance_output']:.6g}"
         same(rows[name][1], m["content_distance"])

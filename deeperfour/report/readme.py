@@ -91,9 +91,10 @@ def headline(metrics: dict[str, dict]) -> str:
     if ref:
         lines += ["| reference colorization (each shot's first frame colored; other frames scored) | "
                   "CIEDE2000 ↓ | CIEDE2000, ≥ 30 frames away ↓ | CDC ↓ | E_warp ↓ |", "|---|---|---|---|---|"]
-        for key, name in (("gray", "gray input"), ("copy", "keyframe chroma copied"),
-                          ("chain_warp", "chained flow warps"), ("classical", "classical propagation"),
-                          ("refined", "classical + refiner")):
+        for key, name in (("gray", "keyframes: gray input"), ("copy", "keyframes: chroma copied"),
+                          ("chain_warp", "keyframes: chained flow warps"),
+                          ("classical", "keyframes: classical propagation"),
+                          ("refined", "keyframes: classical + refiner")):
             m, far = ref.get("first_frame", {}).get(key, {}), ref.get("first_frame_far", {}).get(key, {})
             lines.append(f"| {name}{' (default)' if key == ref.get('default_method') else ''} | "
                          f"{_fmt(m.get('ciede2000', '—'))} | {_fmt(far.get('ciede2000', '—'))} | "
