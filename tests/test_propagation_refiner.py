@@ -103,14 +103,24 @@ def test_training_is_seeded_and_resumes_exactly(tmp_path):
         train_refiner(samples, other, tmp_path / "b", progress=False)
 
 
-def test_loss_terms_are_zero_for_the_truth():
+def test_untrained_refiners_loss_is_the_classical_paths_error():
+    """The refiner starts as the identity: its L1 term is exactly the classical chroma's error, and the
+    total is the weighted sum of the three terms."""
     samples = _tiny_samples().groups[0]
     b = {k: torch.from_numpy(samples[k][:2].astype(np.float32)) for k in ("x", "uv", "flow", "mask")}
     b["x1"] = torch.from_numpy(samples["x"][1:3].astype(np.float32))
-    model = PropagationRefiner(RefinerConfig(width=4))
-    losses = refiner_loss(model, b, RefinerTrainConfig())
-    assert set(losses) == {"total", "l1", "smooth", "temporal"} and all(v >= 0 for v in losses.values())
-    assert losses["l1"] < 0.02
+    cfg = RefinerTrainConfig()
+    losses = refiner_loss(PropagationRefiner(RefinerConfig(width=4)), b, cfg)
+    classical = (b["x"][:, 1:3] - b["uv"]).abs().mean()
+    assert torch.allclose(losses["l1"], classical) and 0 < float(losses["l1"]) < 0.02
+    total = losses["l1"] + cfg.w_smooth * losses["smooth"] + cfg.w_temporal * losses["temporal"]
+    assert torch.allclose(losses["total"], total)
+
+
+def test_config_from_the_stage_params():
+    cfg = RefinerTrainConfig.from_params({"seed": 7, "precision": "fp32", "work_side": 160, "every": 50,
+                                          "refiner_steps": 3, "refiner_lr": 0.5, "refiner_unknown": 1})
+    assert (cfg.seed, cfg.precision, cfg.work_side, cfg.steps, cfg.lr) == (7, "fp32", 160, 3, 0.5)
 
 
 def test_copy_and_chain_baselines():

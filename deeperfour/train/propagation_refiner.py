@@ -73,10 +73,12 @@ class RefinerTrainConfig:
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any]) -> RefinerTrainConfig:
-        """The config from a params.yaml section (or a notebook's globals): the fields it names."""
-        names = {f for f in cls.__dataclass_fields__}
+        """The config from the ``colorize_reference`` params (or a notebook's globals): the stage's
+        ``seed``, ``precision`` and ``work_side``, and every ``refiner_<field>``."""
+        names = set(cls.__dataclass_fields__)
+        shared = {k: p[k] for k in ("seed", "precision", "work_side") if k in p}
         prefixed = {k[len("refiner_"):]: v for k, v in p.items() if k.startswith("refiner_")}
-        return cls(**{k: v for k, v in prefixed.items() if k in names})
+        return cls(**shared, **{k: v for k, v in prefixed.items() if k in names})
 
 
 @dataclass
