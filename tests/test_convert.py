@@ -2,6 +2,7 @@
 shot starts; every bad input gives one error line and no .mp4. Tiny models made here, tiny clips."""
 
 import concurrent.futures
+import copy
 import multiprocessing
 import os
 import shutil
@@ -453,21 +454,43 @@ def test_compile_module_off_is_untouched_and_bad_mode_is_refused():
 
 
 @pytest.mark.integration
-def test_compiled_convert_agrees_with_eager_within_one_level(film, weights, tmp_path):
-    """--compile: every network compiled (colorizer, cartoon generator, ConvLSTM), the same films within
-    one 8-bit level (fp32: the fused kernels only reorder float sums); the cached eager colorizer stays
-    eager."""
-    out = {}
-    for flag in (False, True):
-        lines = []
-        run(film, tmp_path / str(flag), weights, colorize="per-frame", stabilizer="convlstm",
-            precision="fp32", compile=flag, keep_work=True, log=lines.append)
-        assert any("torch.compile" in line for line in lines) == flag
-        out[flag] = {t: segment_frames(tmp_path / str(flag), t) for t in ("colorized", "cartoon")}
-    for target in ("colorized", "cartoon"):
-        pairs = zip(out[False][target], out[True][target], strict=True)
+def test_compiled_networks_agree_with_eager_within_one_level(film, weights, tmp_path):
+    """--compile: every network compiled (colorizer, cartoon generator, ConvLSTM). Each one, given the same
+    input as its eager self, returns the same frames within one 8-bit level (fp32: the fused kernels only
+    reorder float sums). The ConvLSTM is teacher-forced: every step gets the eager run's past (O_{t-1},
+    I_{t-1}, memory), so its own rounding does not feed back. The cached eager colorizer stays eager."""
+    from deeperfour.infer.cartoonize import FrameCartoonizer
+    from deeperfour.infer.colorize import colorize_frames
+    from deeperfour.infer.stabilize import ConvLSTMStabilizer
+
+    lines = []
+    summary = run(film, tmp_path / "compiled", weights, colorize="per-frame", stabilizer="convlstm",
+                  precision="fp32", compile=True, log=lines.append)
+    assert any("torch.compile" in line for line in lines) and summary["frames"] == N
+    s, _ = cm.resolve_settings(weights=weights, models=weights / "released", device="cpu", precision="fp32",
+                               colorize="per-frame", stabilizer="convlstm", compile=True)
+    compiled, eager = cm.load_models(s), cm._load_networks(s)
+    for net in (compiled.colorizer, compiled.cartoon, compiled.convlstm):
+        assert net._compiled_call_impl is not None
+    for net in (eager.colorizer, eager.cartoon, eager.convlstm):
+        assert net._compiled_call_impl is None
+    grays = list(read_frames(film, gray=True))
+    nets = (("eager", eager), ("compiled", compiled))
+    colors = {name: list(colorize_frames(m.colorizer, grays, s.render_factor, s.chroma_scale, "cpu", 3,
+                                         "fp32")) for name, m in nets}
+    cartoons = {name: list(FrameCartoonizer(m.cartoon, "cpu", "fp32", 3).stream(zip(colors["eager"], grays,
+                                                                                   strict=True)))
+                for name, m in nets}
+    stab = {name: ConvLSTMStabilizer(m.convlstm, "cpu", "fp32") for name, m in nets}
+    stabilized = {"eager": [], "compiled": []}
+    for frame, gray in zip(cartoons["eager"], grays, strict=True):
+        past = (stab["eager"].state, stab["eager"].o_prev, stab["eager"].i_prev, stab["eager"].src_prev)
+        c = stab["compiled"]
+        c.state, c.o_prev, c.i_prev, c.src_prev = copy.deepcopy(past)
+        stabilized["eager"].append(stab["eager"].step(frame, gray))
+        stabilized["compiled"].append(c.step(frame, gray))
+    assert len(stabilized["eager"]) == len(grays) > 2
+    for target, outs in (("colorizer", colors), ("cartoon", cartoons), ("convlstm", stabilized)):
+        pairs = zip(outs["eager"], outs["compiled"], strict=True)
         worst = max(int(np.abs(a.astype(int) - b).max()) for a, b in pairs)
         assert worst <= 1, (target, worst)
-    s, _ = cm.resolve_settings(weights=weights, models=weights / "released", device="cpu", precision="fp32")
-    eager, _ = cm.load_colorizer_file(s.colorizer, s.colorizer_kind, s.device)
-    assert eager._compiled_call_impl is None
