@@ -58,9 +58,14 @@ def run(film, out, weights, *extra, **kw):
 
 
 def segment_frames(out: Path, target: str) -> list[np.ndarray]:
-    """All frames of the kept lossless segments of ``target``, in film order."""
+    """All kept lossless frames of ``target``, in film order: its segments' files, or for colors from
+    keyframes (no colorized segments, ``Film.targets``) the keyframe film."""
     (work,) = (out / ".deeperfour").iterdir()
-    return [f for p in sorted(work.glob(f"seg_*.{target}.mkv")) for f in read_frames(p)]
+    files = sorted(work.glob(f"seg_*.{target}.mkv"))
+    if target == "colorized" and (work / conv.KEYFRAME_FILM).is_file():
+        assert not files  # the colorized output is made from the keyframe film, never stored twice
+        files = [work / conv.KEYFRAME_FILM]
+    return [f for p in files for f in read_frames(p)]
 
 
 # ------------------------------------------------------------------------------------------------ plan
@@ -193,7 +198,8 @@ def test_resume_redoes_only_unfinished_segments(film, weights, tmp_path, monkeyp
     assert not list(out.glob("*.mp4"))
     (work,) = (out / ".deeperfour").iterdir()
     kept = {p: p.stat().st_mtime_ns for p in work.glob("seg_*.mkv")}
-    assert sorted(p.name.split(".")[0] for p in kept) == ["seg_00000"] * 2 + ["seg_00001"] * 2
+    assert sorted(p.name for p in kept) == ["seg_00000.cartoon.mkv", "seg_00001.cartoon.mkv"]  # Film.targets
+    kept[work / conv.KEYFRAME_FILM] = (work / conv.KEYFRAME_FILM).stat().st_mtime_ns  # made once, reused
 
     computed = []
     real = conv.process_segment
@@ -224,7 +230,8 @@ def test_process_segment_runs_alone_in_another_process(film, weights, tmp_path):
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
         there = pool.submit(conv.process_segment, job.film, seg, job.settings, tmp_path / "there").result()
-    for target in ("colorized", "cartoon"):
+    assert set(here) == set(there) == set(job.film.targets) == {"cartoon"}  # colors: the keyframe film
+    for target in here:
         a, b = list(read_frames(here[target])), list(read_frames(there[target]))
         assert len(a) == seg.n_frames and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 

@@ -19,6 +19,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -158,25 +159,30 @@ def segment_frames(film: Film, seg: Segment, s: cm.Settings, sec: Sections | Non
 def process_segment(film: Film, seg: Segment, settings: cm.Settings, work_dir: str | os.PathLike,
                     progress: Callable[[int], None] | None = None, sec: Sections | None = None
                     ) -> dict[str, Path]:
-    """Compute one segment and write ``seg_NNNNN.{colorized,cartoon}.mkv`` (lossless) into ``work_dir``.
+    """Compute one segment and write ``seg_NNNNN.{colorized,cartoon}.mkv`` (lossless) into ``work_dir``
+    (``film.targets``: the cartoon only when the colors come from keyframes).
 
     Pure in its arguments (all picklable): models are loaded from the settings (cached per process),
     frames are decoded from ``film.path`` by seeking. Warm-up frames [lead, start) are computed and
     dropped. Each file appears atomically when complete. ``progress(1)`` is called per kept frame.
     """
-    files = segment_files(work_dir, seg)
+    files = segment_files(work_dir, seg, film.targets)
     fps, w, h = film.rate, film.width, film.height
     sec = sec or NoSections()
-    with VideoWriter(files["colorized"], fps, w, h) as wc, VideoWriter(files["cartoon"], fps, w, h) as wk:
+    with ExitStack() as stack:
+        writers = {t: stack.enter_context(VideoWriter(p, fps, w, h)) for t, p in files.items()}
         for t, col, cart in segment_frames(film, seg, settings, sec):
             if t >= seg.start:
                 with sec("encode"):
-                    wc.write(col)
-                    wk.write(cart)
+                    for target, frame in (("colorized", col), ("cartoon", cart)):
+                        if target in writers:
+                            writers[target].write(frame)
                 if progress is not None:
                     progress(1)
-    if wc.n_written != seg.n_frames:
-        raise RuntimeError(f"segment {seg.index}: wrote {wc.n_written} frames, expected {seg.n_frames}")
+    for writer in writers.values():
+        if writer.n_written != seg.n_frames:
+            raise RuntimeError(f"segment {seg.index}: wrote {writer.n_written} frames, "
+                               f"expected {seg.n_frames}")
     return files
 
 
@@ -187,14 +193,15 @@ def process_segment(film: Film, seg: Segment, settings: cm.Settings, work_dir: s
 
 def assemble(film: Film, segments: list[Segment], work: WorkDir, outdir: Path, labels: list[str],
              progress: bool = True, sec: Sections | None = None) -> list[Path]:
-    """Concatenate the lossless segments into the three H.264 films with the input's audio.
+    """Concatenate the lossless segments into the three H.264 films with the input's audio. Colors from
+    keyframes come from the film's lossless colorized file instead (``Film.targets``).
 
     They are written inside the work folder and moved into ``outdir`` together at the end, so the
     output names never hold a partial film.
     """
     sec = sec or NoSections()
     final = work.root / f"final.{os.getpid()}"  # private to this process
-    cols = [work.files(s)["colorized"] for s in segments]
+    cols = [film.colorized] if film.colorized else [work.files(s)["colorized"] for s in segments]
     carts = [work.files(s)["cartoon"] for s in segments]
     fps, w, h, src = film.rate, film.width, film.height, film.path
     streams = (read_frames(src, gray=True), frames_of(cols), frames_of(carts))
@@ -277,7 +284,7 @@ class Job:
     outdir: Path
 
     def todo(self) -> list[Segment]:
-        return [s for s in self.segments if not self.work.done(s)]
+        return [s for s in self.segments if not self.work.done(s, self.film.targets)]
 
 
 def prepare(film: str | os.PathLike, outdir: str | os.PathLike, *, plan: Plan | None = None,

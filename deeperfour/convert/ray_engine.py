@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from deeperfour.convert import models as cm
 from deeperfour.convert.pipeline import Job, Plan, finish, prepare, process_segment
-from deeperfour.convert.segments import TARGETS, Film, Segment, segment_files
+from deeperfour.convert.segments import Film, Segment, segment_files
 
 FAIL_ENV = "DEEPERFOUR_RAY_FAIL"  # test hook "K": a worker dies after 1 frame of its 1st try at segment K
 ATTEMPT_PREFIX = ".attempt-"  # private folders of segments being computed, inside the work folder
@@ -98,8 +98,8 @@ class SegmentWorker:
         private = Path(work_dir) / f"{ATTEMPT_PREFIX}{seg.name}-{uuid.uuid4().hex[:12]}"
         try:
             files = process_segment(film, seg, self.settings, private, progress=tick)
-            final = segment_files(work_dir, seg)
-            for target in TARGETS:  # the segment counts as done once the last file is in place
+            final = segment_files(work_dir, seg, film.targets)
+            for target in film.targets:  # the segment counts as done once the last file is in place
                 os.replace(files[target], final[target])
         except Exception as e:
             _raise_picklable(e)

@@ -37,7 +37,7 @@ from deeperfour.film.video import VideoError, probe, read_frames
 
 WORK_FOLDER = ".deeperfour"
 MANIFEST = "manifest.json"
-TARGETS = ("colorized", "cartoon")  # the two lossless files of every segment
+TARGETS = ("colorized", "cartoon")  # the lossless files of a segment (colors from keyframes: cartoon only)
 COLOR_CHECK_FRAMES = 30  # frames (every 10th) looked at to tell a color film from a B&W one
 COLOR_SPREAD = 4.0  # mean max-min channel spread (8-bit levels) above which a frame counts as color
 
@@ -60,6 +60,13 @@ class Film:
     @property
     def rate(self) -> Fraction:
         return Fraction(self.fps)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The lossless files each segment writes. Colors carried from keyframes are already a lossless
+        film (``colorized``), and no stabilizer changes them: the segments hold the cartoon only, and
+        the colorized output is made from that film (one encode and decode less per frame)."""
+        return ("cartoon",) if self.colorized else TARGETS
 
 
 @dataclass(frozen=True)
@@ -222,9 +229,11 @@ def work_key(film_path: str | os.PathLike, settings: dict[str, Any], files: Sequ
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def segment_files(work_dir: str | os.PathLike, seg: Segment) -> dict[str, Path]:
-    """{"colorized": .../seg_NNNNN.colorized.mkv, "cartoon": .../seg_NNNNN.cartoon.mkv}."""
-    return {t: Path(work_dir) / f"{seg.name}.{t}.mkv" for t in TARGETS}
+def segment_files(work_dir: str | os.PathLike, seg: Segment, targets: Sequence[str] = TARGETS
+                  ) -> dict[str, Path]:
+    """{"colorized": .../seg_NNNNN.colorized.mkv, "cartoon": .../seg_NNNNN.cartoon.mkv}, for ``targets``
+    (``Film.targets``)."""
+    return {t: Path(work_dir) / f"{seg.name}.{t}.mkv" for t in targets}
 
 
 class WorkDir:
@@ -234,12 +243,12 @@ class WorkDir:
         self.root = Path(outdir) / WORK_FOLDER / key
         self.key = key
 
-    def files(self, seg: Segment) -> dict[str, Path]:
-        return segment_files(self.root, seg)
+    def files(self, seg: Segment, targets: Sequence[str] = TARGETS) -> dict[str, Path]:
+        return segment_files(self.root, seg, targets)
 
-    def done(self, seg: Segment) -> bool:
+    def done(self, seg: Segment, targets: Sequence[str] = TARGETS) -> bool:
         """A segment is finished when all its files exist: each appears atomically when complete."""
-        return all(p.is_file() for p in self.files(seg).values())
+        return all(p.is_file() for p in self.files(seg, targets).values())
 
     def load_film(self) -> Film | None:
         """The scan of an earlier run with the same key (so a resumed run does not decode the film twice)."""
