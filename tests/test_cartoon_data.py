@@ -1,4 +1,5 @@
-"""Style datasets and photo domain: layout, determinism, held-out split, user folders, clipart, errors."""
+"""Style datasets and photo domain: layout, determinism, held-out split, user folders, clipart, the
+Debian scratch art (style ``scratch``, photos), errors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from deeperfour.data import debian_art
 from deeperfour.data import style_datasets as cartoon_data
 from deeperfour.data.edges import edge_mask
 from deeperfour.data.style_datasets import (
@@ -22,6 +24,7 @@ from deeperfour.data.style_datasets import (
 )
 
 from .conftest import make_clip
+from .test_debian_art import SPRITES, fake_image_tree
 from helpers import texture
 
 TINY = DatasetConfig(crop=32, max_side=96, style_frame_stride=8, style_crops_per_image=1,
@@ -147,3 +150,90 @@ def test_clipart_skipped_without_cairosvg_and_rendered_with_it(data_dir, tmp_pat
             p.unlink()
         clip.rmdir()
         clip.parent.rmdir()
+
+
+# ----------------------------------------------------------------------------------------------
+# Debian scratch art (art/scratch): the style `scratch` and more photos
+
+
+@pytest.fixture(scope="module")
+def art_dir(tmp_path_factory) -> Path:
+    """``<tmp>/art/scratch`` materialized from a fake unpacked scratch package of tiny real images."""
+    root = tmp_path_factory.mktemp("artroot")
+    src = fake_image_tree(root / "unpacked")
+    debian_art.materialize_scratch(root / "art" / "scratch", source=src)
+    return root / "art"
+
+
+@pytest.fixture(scope="module")
+def built_art(data_dir, art_dir, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("build_art") / "prepare_datasets"
+    return out, build_datasets(data_dir, out, TINY, progress=False, art_dir=art_dir)
+
+
+def test_scratch_style_scenes_and_sprites_with_aligned_smooth_crops(built_art):
+    out, manifest = built_art
+    assert list(manifest["styles"]) == ["bunny", "mystyle", "scratch"]  # scratch last
+    scratch = manifest["styles"]["scratch"]
+    n = 18 + len(SPRITES)
+    assert scratch["n_files"] == scratch["n_images"] == scratch["n_crops"] == n  # 1 crop per image
+    assert scratch["sources"][:2] == ["art/scratch/scenes/basketball-court2.png",
+                                      "art/scratch/scenes/bedroom1.gif"]
+    assert scratch["sources"][18:] == [f"art/scratch/sprites/{p}" for p in sorted(SPRITES)]
+    crops, smooth = load_style(out, "scratch")
+    assert crops.shape == smooth.shape == (n, 32, 32, 3)
+    for c, e in zip(crops, smooth, strict=True):  # e_j is c_i smoothed under its edges, nothing else
+        assert not (c != e).any(axis=2)[~edge_mask(c)].any()
+    assert (crops != smooth).any()
+    # sprites (16 px, upscaled to the crop) composited over white: their transparent right half is white
+    assert (crops[18:, :, -4:] == 255).all()
+    sprites = crops[18:].astype(int)
+    assert not ((sprites[..., 0] < 60) & (sprites[..., 1] > 200) & (sprites[..., 2] < 60)).any()  # no green
+
+
+def test_scratch_photos_join_the_photo_domain(built_art, data_dir, art_dir):
+    out, manifest = built_art
+    stills, clips = photo_sources(data_dir, art_dir)
+    scratch_photos = sorted((art_dir / "scratch" / "photos").glob("*"))
+    assert len(scratch_photos) == 51 and stills[4:] == scratch_photos  # data stills first, then scratch
+    assert [c.name for c in clips] == ["carphone_pristine.mp4"]
+    train, test = (manifest["photo"][k]["sources"] for k in ("train", "test"))
+    from_art = [s for s in train + test if s.startswith("art/scratch/photos/")]
+    assert len(from_art) == len(set(from_art)) == 51
+    assert any(s.startswith("art/scratch/photos/") for s in test)  # held out like any still
+    n_test = round(0.25 * 55)  # one seeded permutation over 4 + 51 stills
+    assert sum(not s.endswith(".mp4@8") for s in test) == n_test
+    assert manifest["photo"]["test"]["n_crops"] == n_test * 2 + 1
+    assert manifest["photo"]["train"]["n_crops"] == (55 - n_test) * 2 + 1
+    assert not set(train) & set(test)
+    assert load_photos(out, "test").shape == (n_test * 2 + 1, 32, 32, 3)
+    everything = json.dumps(manifest["styles"]) + json.dumps(manifest["photo"])
+    assert "cutouts" not in everything  # the cut-out photographs serve the probe only
+
+
+def test_scratch_manifest_records_source_and_licence(built_art):
+    _, manifest = built_art
+    record = manifest["art"]["scratch"]
+    assert record["package"] == "scratch" and record["version"] == "1.4.0.6~dfsg1-6.1"
+    assert record["licence"] == "CC-BY-SA-3.0" and "Massachusetts" in record["copyright"]
+    assert record["dir"] == "art/scratch"
+    assert record["counts"] == {"scenes": 18, "sprites": len(SPRITES), "photos": 51}
+    assert "scratch" not in manifest["notes"]
+
+
+def test_bunny_and_user_styles_unchanged_by_the_art(built, built_art):
+    (out, manifest), (out_art, manifest_art) = built, built_art
+    assert "art" not in manifest or manifest["art"] == {}
+    for style in ("bunny", "mystyle"):
+        assert manifest_art["styles"][style] == manifest["styles"][style]
+        for a, b in zip(load_style(out, style), load_style(out_art, style), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_art_dir_without_scratch_is_a_note(data_dir, tmp_path):
+    m = build_datasets(data_dir, tmp_path / "ds", TINY, styles=["bunny", "scratch"], progress=False,
+                       art_dir=tmp_path / "art")
+    assert "scratch" not in m["styles"] and m["art"] == {}
+    assert "make data" in m["notes"]["scratch"] and str(tmp_path / "art" / "scratch") in m["notes"]["scratch"]
+    with pytest.raises(KeyError, match="unknown style.*needs art_dir"):
+        build_datasets(data_dir, tmp_path / "ds", TINY, styles=["scratch"], progress=False)

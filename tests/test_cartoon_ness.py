@@ -94,3 +94,39 @@ def test_probe_separates_two_classes_and_round_trips(encoder, tmp_path):
     assert r["drawn_probability"] > 0.5
     with pytest.raises(RuntimeError, match="fit"):
         cn.DrawnProbe(encoder).drawn_probability(drawn)
+
+
+def _row(**kw):
+    return {**dict.fromkeys(cn.KEYS), **kw}
+
+
+def test_acceptance_checks_each_bar_and_misses_unmeasured_values():
+    table = {"identity": _row(drawn_probability=0.1),
+             "paper": _row(drawn_probability=0.3, color_shift=8.0, content_distance=1.0),
+             "default": _row(drawn_probability=0.6, edge_density=0.12, color_shift=3.0, content_distance=1.2)}
+    res = cn.acceptance(table, {"edge_density": 0.1}, 0.95)
+    assert res["all_met"] and res["drawn_probability_gain"]["value"] == pytest.approx(0.5)
+    assert res["edge_density_vs_style_set"]["value"] == pytest.approx(0.2)
+    table["default"]["content_distance"] = 1.3  # > 1.25 x paper
+    table["default"]["drawn_probability"] = 0.45  # gain 0.35 < 0.4
+    res = cn.acceptance(table, {"edge_density": 0.1}, 0.85)
+    failed = {k for k, v in res.items() if k != "all_met" and not v["met"]}
+    assert failed == {"content_vs_paper", "drawn_probability_gain", "probe_auc"} and not res["all_met"]
+    table["default"]["drawn_probability"] = None  # no probe: not met, never an error
+    res = cn.acceptance(table, {"edge_density": None}, None)
+    assert not res["drawn_probability_gain"]["met"] and res["drawn_probability_gain"]["value"] is None
+    assert not res["edge_density_vs_style_set"]["met"]
+
+
+def test_probe_sets_keep_the_photo_and_drawn_crops_and_add_the_cutouts(tmp_path):
+    import cv2
+
+    (tmp_path / "scratch" / "cutouts" / "People").mkdir(parents=True)
+    rgba = np.zeros((40, 30, 4), np.uint8)
+    rgba[10:30, 5:25] = (20, 40, 200, 255)  # an opaque patch on a transparent background
+    cv2.imwrite(str(tmp_path / "scratch" / "cutouts" / "People" / "a.png"), rgba)
+    photos, drawn = cn.probe_sets(np.stack([texture(1), texture(2)]), np.stack([four_colors(3)]), tmp_path)
+    assert len(photos) == 3 and len(drawn) == 1
+    assert photos[2].shape == (40, 30, 3) and (photos[2][0, 0] == 255).all()  # transparent -> white
+    photos, _ = cn.probe_sets([texture(1)], [four_colors(3)], tmp_path / "absent")
+    assert len(photos) == 1

@@ -127,3 +127,19 @@ def test_style_picker_builds_a_dropdown_of_styles(tmp_path, tiny_generator):
     dropdown.value = "b"  # re-renders without error
     with pytest.raises(FileNotFoundError, match="no cartoon style"):
         style_picker(photos, tmp_path / "none", tmp_path / "models")
+
+
+def test_the_stages_default_style_comes_first(tmp_path, tiny_generator):
+    """convert's default style is the first of available_styles: the one stage train_cartoongan names."""
+    import json
+
+    from deeperfour.infer.cartoonize import DEFAULT_STYLE_FILE
+
+    trained = tmp_path / "train_cartoongan"
+    for style in ("bunny", "scratch", "zebra"):
+        tiny_generator.save(trained / style / "generator.pt")
+    (trained / "paper" / "scratch").mkdir(parents=True)  # the paper-recipe baseline: not a style
+    tiny_generator.save(trained / "paper" / "scratch" / "generator.pt")
+    assert list(available_styles(trained, tmp_path / "models")) == ["bunny", "scratch", "zebra"]
+    (trained / DEFAULT_STYLE_FILE).write_text(json.dumps({"style": "scratch"}))
+    assert list(available_styles(trained, tmp_path / "models")) == ["scratch", "bunny", "zebra"]

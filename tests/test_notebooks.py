@@ -38,6 +38,8 @@ def tiny_parameters(stage: str, root: Path) -> dict:
     common = {"figures_dir": str(root / "figures" / stage),
               "metrics_path": str(root / "metrics" / f"{stage}.json")}
     paths = {"frames_dir": str(root / "build" / "frames"), "data_dir": str(root / "data")}
+    if stage in ("prepare_datasets", "train_cartoongan"):  # no drawn art in the workspace: no scratch style
+        paths["art_dir"] = str(root / "art")
     extra = {
         "colorize": {"eval_stride": 6, "n_preview": 2, "ensemble": 2,  # later stages load the 2-seed ensemble
                      "out_dir": str(root / "build" / "colorize")},
@@ -47,6 +49,7 @@ def tiny_parameters(stage: str, root: Path) -> dict:
                              "photo_frame_stride": 16, "photo_crops_per_image": 1,
                              "out_dir": str(root / "build" / "prepare_datasets")},
         "train_cartoongan": {"n_preview": 2, "crop": 32, "batch": 2, "init_steps": 2, "gan_steps": 2,
+                             "recipe": "whitebox", "chroma": "input", "omega_structure": 0.2, "w_color": 1.0,
                              "datasets_dir": str(root / "build" / "prepare_datasets"),
                              "film_path": str(root / "build" / "frames" / "color.mkv"),
                              "out_dir": str(root / "build" / "train_cartoongan")},
@@ -141,6 +144,14 @@ def test_notebook_runs(nb, workspace):
         assert set(bunny["stats"]) == {"input", "output", "style_set"} and bunny["steps"] == 4
         film = workspace / "build" / "train_cartoongan" / "cartoon.mkv"
         assert probe(film).n_frames == probe(workspace / "build" / "frames" / "color.mkv").n_frames
+        systems = {"identity", "abstraction", "paper", "default", "bunny"}
+        assert set(metrics["cartoon_ness"]) == set(metrics["cartoon_ness_film"]) == systems
+        assert metrics["cartoon_ness"]["identity"]["color_shift"] == 0.0
+        assert metrics["default_style"] == "bunny"
+        assert metrics["probe_auc"] is None  # no drawn art in the workspace: no probe, no P(drawn)
+        assert metrics["cartoon_ness"]["default"]["drawn_probability"] is None
+        assert not metrics["cartoon_acceptance"]["all_met"] and metrics["recipe"] == "whitebox"
+        assert (workspace / "build" / "train_cartoongan" / "paper" / "bunny" / "generator.pt").is_file()
     if stage in ("temporal_loss", "convlstm"):
         assert metrics["source_ewarp"] >= 0
         methods = {"temporal_loss": ("per_frame", "flow_blend", "temporal_loss"),

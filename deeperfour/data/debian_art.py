@@ -1,44 +1,57 @@
-"""Drawn images and photographs from Debian's ``scratch`` package: data for the real-vs-drawn probe.
+"""Drawn images and photographs from Debian's ``scratch`` package: the ``scratch`` cartoon style, more
+photos for the photo domain, and data for the real-vs-drawn probe.
 
 Source: Debian package ``scratch`` 1.4.0.6~dfsg1-6.1 (bookworm, ``main``), its
 ``/usr/share/scratch/Media``. Licence (debian/copyright, ``Files: Help/* Media/* Projects``):
 CC-BY-SA-3.0, Copyright (c) 2011 Massachusetts Institute of Technology. Fetched without installing it
-(``make data`` style)::
+(``make data`` does this, then ``deeperfour data art --source <dir>``)::
 
-    apt-get download scratch && dpkg-deb -x scratch_*.deb unpacked
+    apt-get download scratch && dpkg-deb -x scratch_*.deb <dir>
 
 :func:`materialize_scratch` copies the files byte for byte, as ``samples.materialize_photos`` does for
-the wallpaper packages, into ``data/extended/scratch/``:
+the wallpaper packages, into ``art/scratch/`` (``ART_DIR``: a top-level folder tracked by its own
+``art.dvc``, outside ``data/``, so that adding it leaves ``data.dvc`` and the colorization stages alone):
 
 * ``photos/``   51 of the 74 stage backgrounds (480 x 360) are PHOTOGRAPHS (rooms, streets, buildings,
-                nature, sports fields);
+                nature, sports fields): photo-domain stills of stage ``prepare_datasets``;
 * ``scenes/``   18 are full-scene FLAT CARTOONS (drawn rooms, stage, desert, underwater, night city,
-                schools, ...);
+                schools, ...): with the sprites, the cartoon style ``scratch``;
 * ``sprites/``  the costumes of ``Costumes/{Animals,Fantasy,People,Things,Transportation}`` that are
                 DRAWN (cartoon characters, most with ink outlines; 175 files), by category;
 * ``cutouts/``  the costumes that are PHOTOGRAPHS cut out on a transparent background (people, animals,
-                cars, objects; 94 files): real photos, useful against a "white background = drawn" shortcut.
+                cars, objects; 94 files): real photos, useful against a "white background = drawn" shortcut
+                (the real-vs-drawn probe; never a training set);
+* ``SOURCE.json`` package, version, licence and copyright of the files (``style_datasets`` copies it
+                into its manifest) and ``copyright`` (the package's debian/copyright), for attribution.
 
 Five backgrounds are in neither list: ``stars.gif`` (synthetic dots), ``xy-grid.gif`` (a diagram) and
 three photographs OF painted murals (``berkeley-mural``, ``graffiti``, ``mural-faro``: drawn content in a
 photo). The ``Letters`` costumes (glyphs) and ``.sprite`` projects are not copied. Every split was decided
-by looking at each image (contact sheets), once, and is fixed here so that ``data/`` hashes the same.
+by looking at each image (contact sheets), once, and is fixed here so that ``art/`` hashes the same.
 """
 
 from __future__ import annotations
 
 import filecmp
+import gzip
+import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
-from deeperfour.data.samples import EXTENDED_DIR, IMAGE_SUFFIXES, _copy_atomic
+from deeperfour.core.config import ROOT
+from deeperfour.data.samples import IMAGE_SUFFIXES, _copy_atomic
 from deeperfour.film.resize import shrink
 
 APT_PACKAGE = "scratch"
-APT_HINT = ("apt-get download scratch && dpkg-deb -x scratch_*.deb <dir> (then pass <dir>), "
-            "or apt-get install scratch (then pass /)")
+APT_VERSION = "1.4.0.6~dfsg1-6.1"  # the version the lists below were made from (bookworm)
+LICENCE = "CC-BY-SA-3.0"
+COPYRIGHT = "Copyright (c) 2011 Massachusetts Institute of Technology"
+APT_HINT = ("run `make data`, or: apt-get download scratch && dpkg-deb -x scratch_*.deb <dir> && "
+            "deeperfour data art --source <dir>; or apt-get install scratch and pass --source /")
+DOC = Path("usr/share/doc/scratch")
 MEDIA = Path("usr/share/scratch/Media")
 BACKGROUNDS = MEDIA / "Backgrounds"
 COSTUMES = MEDIA / "Costumes"
@@ -94,8 +107,10 @@ CUTOUT_COSTUMES = (
                                           "sail-boat", "train", "tug-boat", "yacht")),
     "Transportation/street-cleaner-mit.png",
 )
-SCRATCH_DIR = EXTENDED_DIR / "scratch"
+ART_DIR = ROOT / "art"  # top-level, tracked by art.dvc (not data/: data.dvc and its stages stay as they are)
+SCRATCH_DIR = ART_DIR / "scratch"
 KINDS = ("photos", "scenes", "sprites", "cutouts")
+SOURCE_FILE = "SOURCE.json"
 ART_SUFFIXES = (*IMAGE_SUFFIXES, ".gif")
 
 
@@ -131,9 +146,10 @@ def scratch_plan(source: str | os.PathLike = "/") -> dict[str, list[tuple[Path, 
 def materialize_scratch(root: str | os.PathLike | None = None,
                         source: str | os.PathLike = "/") -> dict[str, list[Path]]:
     """Copy the scratch backgrounds and costumes from ``source`` (``/`` when the package is installed,
-    or the folder ``dpkg-deb -x`` unpacked it in) to ``root`` (default ``data/extended/scratch``), byte
-    for byte, sorted into ``photos/ scenes/ sprites/ cutouts/`` (module docstring). Nothing is copied
-    unless every listed file exists. Returns {kind: [paths written or verified]}."""
+    or the folder ``dpkg-deb -x`` unpacked it in) to ``root`` (default ``art/scratch``), byte
+    for byte, sorted into ``photos/ scenes/ sprites/ cutouts/`` (module docstring), with ``SOURCE.json``
+    and the package's ``copyright`` beside them. Nothing is copied unless every listed file exists.
+    Returns {kind: [paths written or verified]}."""
     root = Path(root or SCRATCH_DIR)
     plan = scratch_plan(source)
     out: dict[str, list[Path]] = {}
@@ -145,11 +161,38 @@ def materialize_scratch(root: str | os.PathLike | None = None,
             if not dst.exists() or not filecmp.cmp(src, dst, shallow=False):
                 _copy_atomic(src, dst)
             out[kind].append(dst)
+    copyright_file = Path(source) / DOC / "copyright"
+    if copyright_file.is_file():
+        dst = root / "copyright"
+        if not dst.exists() or not filecmp.cmp(copyright_file, dst, shallow=False):
+            _copy_atomic(copyright_file, dst)
+    record = json.dumps(source_record(source), indent=2, sort_keys=True) + "\n"
+    if not (root / SOURCE_FILE).is_file() or (root / SOURCE_FILE).read_text() != record:
+        tmp = root / f".{SOURCE_FILE}.partial"
+        tmp.write_text(record)
+        os.replace(tmp, root / SOURCE_FILE)
     return out
 
 
+def package_version(source: str | os.PathLike = "/") -> str:
+    """The version of the unpacked (or installed) package, from the first line of its
+    ``changelog.Debian.gz``; ``APT_VERSION`` when that file is absent or unreadable."""
+    try:
+        with gzip.open(Path(source) / DOC / "changelog.Debian.gz", "rt", encoding="utf-8") as f:
+            m = re.match(rf"{APT_PACKAGE} \(([^)]+)\)", f.readline())
+    except (OSError, EOFError):
+        m = None
+    return m.group(1) if m else APT_VERSION
+
+
+def source_record(source: str | os.PathLike = "/") -> dict[str, str]:
+    """What ``SOURCE.json`` holds: the Debian package, its version, the media's licence and copyright."""
+    return {"package": APT_PACKAGE, "version": package_version(source), "licence": LICENCE,
+            "copyright": COPYRIGHT, "files": "/usr/share/scratch/Media (debian/copyright: Media/*)"}
+
+
 def scratch_sets(root: str | os.PathLike | None = None) -> dict[str, list[Path]]:
-    """{kind: image files, GIFs included} of a materialized ``data/extended/scratch`` (empty when absent).
+    """{kind: image files, GIFs included} of a materialized ``art/scratch`` (empty when absent).
 
     Read them with :func:`load_art` (GIF and alpha aware), not ``samples.load_image``."""
     root = Path(root or SCRATCH_DIR)

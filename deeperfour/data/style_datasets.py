@@ -14,12 +14,17 @@ Style sources (``deeperfour.data.samples.style_sources``): the built-in ``bunny`
 folder ``data/cartoons/<style>/`` of images or videos; videos are streamed, every k-th frame kept.
 Optional ``clipart``: the openclipart SVGs of ``make data-extended`` (``data/extended/clipart``),
 rendered with cairosvg when that package is importable (skipped with a note otherwise).
+Optional ``scratch`` (when ``art_dir`` is given and ``<art_dir>/scratch`` exists; ``make data`` writes it,
+``deeperfour.data.debian_art``): the flat cartoon scenes and the ink-outline sprites of Debian's
+``scratch`` package (CC-BY-SA-3.0, MIT), sprites composited over white; built last, so the styles
+before it get the same crops with or without it. Its cut-out photographs are not used here.
 
-Photo domain: the stills plus every frame-k of the real training clips that are not cartoon
-sources (``bigbuckbunny`` is a cartoon; the demo film ``bikes`` is never used: it is kept for
-evaluation). Held out: a seeded ``holdout`` fraction of the stills and, per clip, its last
-``holdout`` fraction of the sampled frames (later frames of a shot are near-copies of earlier ones,
-so a random frame split would leak).
+Photo domain: the stills (with ``art_dir``: then the scratch photographs, ``art/scratch/photos``)
+plus every frame-k of the real training clips that are not cartoon sources (``bigbuckbunny`` is a
+cartoon; the demo film ``bikes`` is never used: it is kept for evaluation). Held out: a seeded
+``holdout`` fraction of the stills (one permutation over all of them, scratch photos included) and,
+per clip, its last ``holdout`` fraction of the sampled frames (later frames of a shot are
+near-copies of earlier ones, so a random frame split would leak).
 
 Everything is deterministic from ``seed``: sources in sorted order, one numpy Generator for every
 crop offset. Sources are shrunk so the longer side is at most ``max_side`` before cropping, so a
@@ -32,7 +37,7 @@ import importlib.util
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,12 +46,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from deeperfour.data import samples
+from deeperfour.data.debian_art import load_art
 from deeperfour.data.edges import edge_mask, edge_smooth, random_crops
 from deeperfour.film.resize import shrink
 from deeperfour.film.video import probe, read_frames
 
 MANIFEST = "manifest.json"
 CLIPART_STYLE = "clipart"
+# art/scratch as deeperfour.data.debian_art.materialize_scratch writes it
+SCRATCH_STYLE = "scratch"
+SCRATCH_STYLE_KINDS = ("scenes", "sprites")  # drawn: the style (cutouts/ are photographs: never used here)
+SCRATCH_PHOTOS = "photos"  # photographs: photo-domain stills
+SCRATCH_SOURCE = "SOURCE.json"  # package, version, licence, copyright
+ART_SUFFIXES = (*samples.IMAGE_SUFFIXES, ".gif")
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,30 @@ def clipart_available() -> bool:
     return True
 
 
+def _sprite_or_scene(path: Path, side: int) -> np.ndarray:
+    """A scratch scene or sprite (``debian_art.load_art``: transparency over white). A sprite smaller
+    than the crop is pasted, at its own size, in the middle of a white ``side``-px canvas instead of
+    being upscaled (most are 20-250 px: an upscale would blur the ink lines the style should teach)."""
+    img = load_art(path)  # (h, w, 3)
+    h, w = img.shape[:2]
+    if min(h, w) >= side:
+        return img
+    canvas = np.full((max(h, side), max(w, side), 3), 255, np.uint8)
+    y, x = (canvas.shape[0] - h) // 2, (canvas.shape[1] - w) // 2
+    canvas[y : y + h, x : x + w] = img
+    return canvas
+
+
+def scratch_sources(art_dir: str | os.PathLike | None) -> dict[str, list[Path]]:
+    """{'scenes', 'sprites', 'photos': image files, each sorted} of ``<art_dir>/scratch``; {} when
+    ``art_dir`` is None or holds no scratch folder (``make data`` / ``deeperfour data art`` write it)."""
+    if art_dir is None or not (Path(art_dir) / SCRATCH_STYLE).is_dir():
+        return {}
+    root = Path(art_dir) / SCRATCH_STYLE
+    return {k: sorted(p for p in (root / k).rglob("*") if p.is_file() and p.suffix.lower() in ART_SUFFIXES)
+            if (root / k).is_dir() else [] for k in (*SCRATCH_STYLE_KINDS, SCRATCH_PHOTOS)}
+
+
 def _rel(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` when inside it (manifests must not depend on the checkout)."""
     try:
@@ -161,8 +197,10 @@ def _imwrite(path: Path, rgb: np.ndarray) -> None:
 
 
 def _build_style(name: str, files: Sequence[Path], out: Path, cfg: DatasetConfig,
-                 rng: np.random.Generator, data_root: Path, progress: bool) -> dict:
-    """Crops and edge-smoothed crops of one style from its image / video / SVG files."""
+                 rng: np.random.Generator, data_root: Path, progress: bool,
+                 load: Callable[[Path], np.ndarray] = samples.load_image) -> dict:
+    """Crops and edge-smoothed crops of one style from its image / video / SVG files (images read
+    with ``load``; ``sources`` in the result are relative to ``data_root``)."""
     writer = _CropWriter(out / "crops", out / "smooth")
     n_images = 0
     for f in tqdm(files, desc=f"style {name}", disable=not progress, leave=False):
@@ -171,7 +209,7 @@ def _build_style(name: str, files: Sequence[Path], out: Path, cfg: DatasetConfig
         elif f.suffix.lower() == ".svg":
             images = iter([_render_svg(f, max(cfg.crop, cfg.max_side or cfg.crop))])
         else:
-            images = iter([samples.load_image(f)])
+            images = iter([load(f)])
         for img in images:
             img = shrink(img, cfg.max_side)
             writer.add(random_crops(img, cfg.crop, cfg.style_crops_per_image, rng))  # (n, s, s, 3)
@@ -184,11 +222,14 @@ def _build_style(name: str, files: Sequence[Path], out: Path, cfg: DatasetConfig
             "crops": f"styles/{name}/crops", "smooth": f"styles/{name}/smooth"}
 
 
-def photo_sources(data_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
-    """(stills, clips) of the photo domain: never a style source, never the demo film."""
+def photo_sources(data_dir: str | os.PathLike, art_dir: str | os.PathLike | None = None
+                  ) -> tuple[list[Path], list[Path]]:
+    """(stills, clips) of the photo domain: never a style source, never the demo film. The stills of
+    ``data_dir`` come first, then (``art_dir``) the scratch photographs, each group sorted."""
     data_dir = Path(data_dir)
     styles = {p.resolve() for files in samples.style_sources(data_dir).values() for p in files}
     stills = [p for p in samples.training_stills(data_dir) if p.resolve() not in styles]
+    stills += scratch_sources(art_dir).get(SCRATCH_PHOTOS, [])
     clips = [p for p in samples.training_clips(data_dir).values()
              if p.exists() and p.resolve() not in styles and "bikes" not in p.name]
     return stills, clips
@@ -202,9 +243,10 @@ def _split_count(n: int, frac: float) -> int:
 
 
 def _build_photos(data_dir: Path, out: Path, cfg: DatasetConfig, rng: np.random.Generator,
-                  progress: bool) -> dict:
+                  progress: bool, art_dir: Path | None = None) -> dict:
     """Photo crops, split into train and held-out test (see the module docstring)."""
-    stills, clips = photo_sources(data_dir)
+    stills, clips = photo_sources(data_dir, art_dir)
+    art = set(scratch_sources(art_dir).get(SCRATCH_PHOTOS, []))
     if not stills and not clips:
         raise FileNotFoundError(f"{data_dir}: no photo stills or clips (run `deeperfour data samples`)")
     held = set(rng.permutation(len(stills))[: _split_count(len(stills), cfg.holdout)].tolist())
@@ -212,9 +254,9 @@ def _build_photos(data_dir: Path, out: Path, cfg: DatasetConfig, rng: np.random.
     sources: dict[str, list[str]] = {"train": [], "test": []}
     for i, p in enumerate(tqdm(stills, desc="photo stills", disable=not progress, leave=False)):
         split = "test" if i in held else "train"
-        img = shrink(samples.load_image(p), cfg.max_side)
+        img = shrink(load_art(p) if p in art else samples.load_image(p), cfg.max_side)
         writers[split].add(random_crops(img, cfg.crop, cfg.photo_crops_per_image, rng))
-        sources[split].append(_rel(p, data_dir))
+        sources[split].append(_rel(p, art_dir.parent) if p in art else _rel(p, data_dir))
     for clip in clips:
         n = -(-probe(clip).n_frames // cfg.photo_frame_stride)  # frames kept
         first_test = n - _split_count(n, cfg.holdout)
@@ -230,18 +272,38 @@ def _build_photos(data_dir: Path, out: Path, cfg: DatasetConfig, rng: np.random.
             for split, w in writers.items()}
 
 
+def _art_record(art_dir: Path, scratch: dict[str, list[Path]]) -> dict:
+    """The manifest's ``art.scratch``: where the files are, how many of each kind, their licence."""
+    root = art_dir / SCRATCH_STYLE
+    try:
+        source = json.loads((root / SCRATCH_SOURCE).read_text())
+    except (OSError, ValueError):
+        source = {"package": "scratch", "licence": "CC-BY-SA-3.0",
+                  "note": f"no readable {SCRATCH_SOURCE}: rewrite it with `deeperfour data art --source DIR`"}
+    return {**source, "dir": _rel(root, art_dir.parent),
+            "counts": {k: len(v) for k, v in scratch.items()},
+            "used": {"scenes": f"style {SCRATCH_STYLE}", "sprites": f"style {SCRATCH_STYLE} (over white)",
+                     "photos": "photo domain stills", "cutouts": "not used (real-vs-drawn probe)"}}
+
+
 def build_datasets(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: DatasetConfig,
-                   styles: Sequence[str] | None = None, progress: bool = True) -> dict:
+                   styles: Sequence[str] | None = None, progress: bool = True,
+                   art_dir: str | os.PathLike | None = None) -> dict:
     """Build every style dataset and the photo domain into ``out_dir``; return the manifest.
 
     ``styles``: names to build (default: all sources found, plus ``clipart`` when available).
+    ``art_dir``: the folder holding ``scratch/`` (``art``; ``make data``): adds the style ``scratch``
+    (scenes + sprites) after the others and the scratch photos to the photo stills; the manifest's
+    ``art`` records their package, version, licence and counts.
     The tree is built in ``<out_dir>.partial`` and renamed at the end, so a failed run never leaves
     a half-built dataset under the final name.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    art_dir = None if art_dir is None else Path(art_dir)
     rng = np.random.default_rng(cfg.seed)
     sources = samples.style_sources(data_dir)
     notes: dict[str, str] = {}
+    art: dict[str, dict] = {}
     svgs = sorted((data_dir / "extended" / "clipart").rglob("*.svg"))
     if svgs and cfg.clipart_max > 0 and (styles is None or CLIPART_STYLE in styles):
         if clipart_available():
@@ -249,21 +311,46 @@ def build_datasets(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
         else:
             notes[CLIPART_STYLE] = ("skipped: cairosvg is not importable, so the openclipart SVGs "
                                     "cannot be rendered (pip install cairosvg to add this style)")
+    scratch = scratch_sources(art_dir)
+    loaders: dict[str, Callable[[Path], np.ndarray]] = {}
+    roots: dict[str, Path] = {}
+    if scratch:
+        art[SCRATCH_STYLE] = _art_record(art_dir, scratch)
+        drawn = [p for k in SCRATCH_STYLE_KINDS for p in scratch[k]]  # scenes, then sprites
+        if SCRATCH_STYLE in sources:
+            notes[SCRATCH_STYLE] = (f"the folder data/cartoons/{SCRATCH_STYLE}/ is the style "
+                                    f"{SCRATCH_STYLE!r}; the Debian scratch scenes and sprites are not "
+                                    "used (rename that folder to use both)")
+        elif drawn:
+            sources[SCRATCH_STYLE] = drawn
+            loaders[SCRATCH_STYLE] = lambda path: _sprite_or_scene(path, cfg.crop)
+            roots[SCRATCH_STYLE] = art_dir.parent
+        else:
+            notes[SCRATCH_STYLE] = f"skipped: no scene or sprite image under {art_dir / SCRATCH_STYLE}"
+    elif art_dir is not None:
+        notes[SCRATCH_STYLE] = (f"skipped: no {art_dir / SCRATCH_STYLE} (run `make data`, or "
+                                "`deeperfour data art --source DIR` on an unpacked Debian scratch package)")
     if styles is not None:
         unknown = [s for s in styles if s not in sources and s not in notes]
         if unknown:
             raise KeyError(f"unknown style(s) {unknown}; found: {', '.join(sources)} "
-                           f"(add a folder data/cartoons/<style>/ of images or videos)")
+                           f"(add a folder data/cartoons/<style>/ of images or videos; style "
+                           f"{SCRATCH_STYLE!r} needs art_dir with {SCRATCH_STYLE}/ from `make data`)")
         sources = {s: sources[s] for s in styles if s in sources}
+        if SCRATCH_STYLE not in styles:
+            notes.pop(SCRATCH_STYLE, None)
+    order = [s for s in sources if s != SCRATCH_STYLE] + [s for s in sources if s == SCRATCH_STYLE]
+    sources = {s: sources[s] for s in order}  # scratch last: the styles before it keep their crops
 
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        manifest = {"config": asdict(cfg), "styles": {}, "notes": notes}
+        manifest = {"config": asdict(cfg), "styles": {}, "notes": notes, "art": art}
         for name, files in sources.items():
-            manifest["styles"][name] = _build_style(name, files, tmp / "styles" / name, cfg, rng,
-                                                    data_dir, progress)
-        manifest["photo"] = _build_photos(data_dir, tmp / "photo", cfg, rng, progress)
+            manifest["styles"][name] = _build_style(
+                name, files, tmp / "styles" / name, cfg, rng, roots.get(name, data_dir), progress,
+                load=loaders.get(name, samples.load_image))
+        manifest["photo"] = _build_photos(data_dir, tmp / "photo", cfg, rng, progress, art_dir)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

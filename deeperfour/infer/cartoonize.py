@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -45,13 +46,20 @@ from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
 RELEASED_SUFFIX = "_net_G_float.pth"
 
 
+DEFAULT_STYLE_FILE = "default_style.json"  # {"style": name}: written by stage train_cartoongan
+
+
 def available_styles(trained_dir: str | os.PathLike = "build/train_cartoongan",
                      models_dir: str | os.PathLike = "models") -> dict[str, Path]:
-    """Styles that can be loaded now: {name: weight file}, trained styles first (sorted), then released."""
+    """Styles that can be loaded now: {name: weight file}, trained styles first (the stage's default
+    style, named in ``DEFAULT_STYLE_FILE``, then the others sorted), then released."""
     trained_dir, models_dir = resolve(trained_dir), resolve(models_dir)
     found: dict[str, Path] = {}
     if trained_dir.is_dir():
-        for d in sorted(p for p in trained_dir.iterdir() if (p / GENERATOR_FILE).is_file()):
+        trained = sorted(p for p in trained_dir.iterdir() if (p / GENERATOR_FILE).is_file())
+        default = trained_dir / DEFAULT_STYLE_FILE
+        first = json.loads(default.read_text()).get("style") if default.is_file() else None
+        for d in sorted(trained, key=lambda p: p.name != first):  # stable: the default, then sorted
             found[d.name] = d / GENERATOR_FILE
     for style in RELEASED_STYLES:
         path = models_dir / f"{style}{RELEASED_SUFFIX}"

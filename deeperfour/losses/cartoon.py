@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from deeperfour.film.color import rgb_to_yuv_t
+
 FeaturesFn = Callable[..., Mapping[str, torch.Tensor]]
 
 
@@ -38,6 +40,12 @@ def discriminator_loss(
     smoothed = _bce(d_edge_smoothed, 0.0)  # Eq. (5): -E_e[log(1 - D(e_j))]
     generated = _bce(d_generated, 0.0)  # Eq. (6): -E_p[log(1 - D(G(p_k)))]
     return real + smoothed + generated
+
+
+def real_fake_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """A plain discriminator's loss (to minimize): -E[log D(real)] - E[log(1 - D(fake))], Eqs. (4) and (6)
+    without the edge-smoothed term (the whitebox recipe's surface discriminator)."""
+    return _bce(d_real, 1.0) + _bce(d_fake, 0.0)
 
 
 def generator_adv_loss(d_generated: torch.Tensor) -> torch.Tensor:
@@ -78,3 +86,62 @@ def _feature(features_fn: FeaturesFn, x01: torch.Tensor, layers: Sequence[str], 
 def total_generator_loss(adv: torch.Tensor, content: torch.Tensor, omega: float = 10.0) -> torch.Tensor:
     """Eq. (3): L(G, D) = L_adv(G, D) + omega * L_con(G, D); omega = 10 as in CartoonGAN."""
     return adv + omega * content  # Eq. (3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The small-data recipe (``recipe: whitebox``): the representations and terms later work added to CartoonGAN
+# ---------------------------------------------------------------------------------------------------------
+
+
+def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over the (2r+1)^2 window around each pixel, the window clipped at the border. (B, C, H, W)."""
+    k = 2 * r + 1
+    ones = torch.ones_like(x[:, :1])
+    total = F.avg_pool2d(F.pad(x, (r, r, r, r)), k, stride=1, count_include_pad=True)
+    count = F.avg_pool2d(F.pad(ones, (r, r, r, r)), k, stride=1, count_include_pad=True)
+    return total / count  # zero padding, divided by the window's inside share: the clipped mean
+
+
+def guided_filter(guide: torch.Tensor, x: torch.Tensor, r: int = 5, eps: float = 0.2) -> torch.Tensor:
+    """He, Sun & Tang's guided filter (ECCV 2010, Eqs. 5-8), per channel, differentiable.
+
+    q = mean(a) * I + mean(b), a = cov(I, p) / (var(I) + eps), b = mean(p) - a mean(I), over (2r+1)^2
+    windows. ``guide`` I and ``x`` p: (B, C, H, W) (the same C, or a 1-channel guide).
+    """
+    mean_i, mean_p = box_filter(guide, r), box_filter(x, r)
+    cov = box_filter(guide * x, r) - mean_i * mean_p
+    var = box_filter(guide * guide, r) - mean_i * mean_i
+    a = cov / (var + eps)
+    b = mean_p - a * mean_i
+    return box_filter(a, r) * guide + box_filter(b, r)
+
+
+def surface_representation(x: torch.Tensor, r: int = 5, eps: float = 0.2) -> torch.Tensor:
+    """White-box Cartoonization's surface: the image guided-filtered by itself (Wang & Yu 2020, Eq. 2),
+    which keeps region colors and strong edges and drops texture. RGB in [-1, 1] -> RGB in [-1, 1]."""
+    return guided_filter(x, x, r, eps)
+
+
+def texture_representation(x: torch.Tensor, generator: torch.Generator | None = None,
+                           spread: float = 0.1) -> torch.Tensor:
+    """White-box Cartoonization's texture: a grayscale with random channel weights (Wang & Yu 2020,
+    Eq. 3; ``w ~ N(luma weights, spread)`` per image), so the discriminator judges lines and texture, not
+    the palette. RGB in [-1, 1] (B, 3, H, W) -> gray replicated to 3 channels (B, 3, H, W)."""
+    base = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype)
+    noise = torch.randn(x.shape[0], 3, generator=generator).to(x.device, x.dtype)
+    w = (base + spread * noise).clamp_min(0.01)  # (B, 3)
+    w = w / w.sum(dim=1, keepdim=True)
+    gray = (x * w[:, :, None, None]).sum(dim=1, keepdim=True)  # (B, 1, H, W)
+    return gray.expand(-1, 3, -1, -1)
+
+
+def color_loss(generated: torch.Tensor, photo: torch.Tensor, pool: int = 4) -> torch.Tensor:
+    """AnimeGANv2's color term, on chroma only: mean |UV(G(p)) - UV(p)| of both images average-pooled by
+    ``pool`` (regions, not texture), so that the style set's palette cannot take over the photo's colors.
+    RGB in [-1, 1] (B, 3, H, W)."""
+    def chroma(x):  # (B, 2, H/pool, W/pool): OpenCV's centered U, V
+        return rgb_to_yuv_t(F.avg_pool2d((x + 1) / 2, pool) if pool > 1 else (x + 1) / 2)[1]
+
+    with torch.no_grad():
+        target = chroma(photo)
+    return F.l1_loss(chroma(generated), target)

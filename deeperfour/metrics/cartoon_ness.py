@@ -292,3 +292,62 @@ def summary(results: Mapping[str, Mapping[str, float | None]]) -> str:
     rows = ["| " + name + " | " + " | ".join("—" if r.get(k) is None else f"{r[k]:.4g}" for k in KEYS) + " |"
             for name, r in results.items()]
     return "\n".join([head, *rows])
+
+
+# ----------------------------------------------------------------------------------------- the probe's data
+
+DRAWN_STYLES = ("scratch", "clipart")  # style sets that are drawn by hand (bunny is a 3D render: not used)
+
+
+def probe_sets(photo_crops: Images, drawn_crops: Images, art_dir: str | os.PathLike | None = None,
+               max_side: int = INPUT_SIZE) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(photos, drawn) for :meth:`DrawnProbe.fit`: the photo domain's TRAINING crops and the scratch
+    ``cutouts`` (real photos on a white background, so that "white background" cannot mean drawn) against
+    the crops of the drawn style sets (``DRAWN_STYLES``). The held-out photo crops stay out: they are what
+    the cartoonizers are scored on."""
+    from deeperfour.data.debian_art import SCRATCH_DIR, load_art, scratch_sets
+
+    scratch = Path(art_dir) / SCRATCH_DIR.name if art_dir is not None else None  # art/scratch
+    cutouts = [load_art(p, max_side=max_side) for p in scratch_sets(scratch)["cutouts"]]
+    drawn = _images(drawn_crops, "drawn crops") if len(drawn_crops) else []  # none: no probe can be fitted
+    return _images(photo_crops, "photo crops") + cutouts, drawn
+
+
+def systems_table(systems: Mapping[str, Images], inputs: Images, probe: DrawnProbe | None,
+                  content: FeaturesFn | None, device: torch.device | str = "cpu",
+                  precision: str = "fp32") -> dict[str, dict[str, float | None]]:
+    """:func:`cartoon_ness` of several systems' outputs of the same ``inputs`` ({name: outputs})."""
+    return {name: cartoon_ness(outs, inputs, probe, content, device=device, precision=precision)
+            for name, outs in systems.items()}
+
+
+def acceptance(table: Mapping[str, Mapping[str, float | None]], style_set: Mapping[str, float | None],
+               probe_auc: float | None) -> dict[str, Any]:
+    """Issue 16's bars for the ``default`` system of a :func:`systems_table` on held-out photos, against
+    ``identity`` (the photos), ``paper`` (the paper recipe, same style) and its style set's statistics:
+    drawn-probability >= identity + 0.4 and > paper; edge density within +-35 % of the style set's; color
+    shift <= 0.5 x paper; content distance <= 1.25 x paper; the probe's held-out AUC >= 0.9.
+    Each check is {value, bar, met}; a value that could not be measured (None) is not met."""
+    new, ident, paper = table["default"], table["identity"], table["paper"]
+
+    def check(value, bar, ok) -> dict[str, Any]:
+        met = value is not None and bar is not None and bool(ok(value, bar))
+        return {"value": value, "bar": bar, "met": met}
+
+    def known(*xs):
+        return all(x is not None for x in xs)
+
+    dp, dp_id, dp_paper = new["drawn_probability"], ident["drawn_probability"], paper["drawn_probability"]
+    ed, ed_set = new["edge_density"], style_set.get("edge_density")
+    checks = {
+        "drawn_probability_gain": check(dp - dp_id if known(dp, dp_id) else None, 0.4, lambda v, b: v >= b),
+        "drawn_probability_over_paper": check(dp, dp_paper, lambda v, b: v > b),
+        "edge_density_vs_style_set": check(ed / ed_set - 1 if known(ed, ed_set) and ed_set else None, 0.35,
+                                           lambda v, b: abs(v) <= b),
+        "color_shift_vs_paper": check(new["color_shift"], 0.5 * paper["color_shift"]
+                                      if paper["color_shift"] is not None else None, lambda v, b: v <= b),
+        "content_vs_paper": check(new["content_distance"], 1.25 * paper["content_distance"]
+                                  if paper["content_distance"] is not None else None, lambda v, b: v <= b),
+        "probe_auc": check(probe_auc, 0.9, lambda v, b: v >= b),
+    }
+    return {**checks, "all_met": all(c["met"] for c in checks.values())}

@@ -53,6 +53,9 @@ class CartoonGANWeightsError(ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+CHROMA_MODES = ("free", "mean", "input")  # CartoonGANConfig.chroma
+
+
 @dataclass
 class CartoonGANConfig:
     """Architecture of a CartoonGAN generator/discriminator; saved inside every checkpoint.
@@ -68,6 +71,7 @@ class CartoonGANConfig:
     norm_eps: float = 1e-9  # instance-norm epsilon; the released weights use 1e-9
     d_base_channels: int = 32  # discriminator first-conv width (paper Fig. 2: k3n32s1)
     d_norm: str = "instance"  # discriminator norm: "instance" | "batch"
+    chroma: str = "free"  # output chroma: "free" (G's own) | "mean" | "input" (see anchor_chroma)
 
     def __post_init__(self):
         if self.variant not in _PRESETS:
@@ -79,6 +83,8 @@ class CartoonGANConfig:
             raise ValueError(f"CartoonGANConfig.upsample={self.upsample!r}: expected 'deconv' or 'resize'")
         if self.resize_mode not in ("nearest", "bilinear"):
             raise ValueError(f"CartoonGANConfig.resize_mode={self.resize_mode!r}: expected nearest|bilinear")
+        if self.chroma not in CHROMA_MODES:
+            raise ValueError(f"CartoonGANConfig.chroma={self.chroma!r}: expected one of {CHROMA_MODES}")
         if self.d_norm not in ("instance", "batch"):
             raise ValueError(f"CartoonGANConfig.d_norm={self.d_norm!r}: expected 'instance' or 'batch'")
         if self.base_channels < 1 or self.n_res_blocks < 0 or self.d_base_channels < 1:
@@ -93,6 +99,52 @@ class CartoonGANConfig:
 
 # ----------------------------------------------------------------------------------------------
 # building blocks
+
+
+def _yuv(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB [-1, 1] (B, 3, H, W) -> (Y (B, 1, H, W), centered UV (B, 2, H, W)), OpenCV's YUV on [0, 1]."""
+    t = (t.float() + 1) / 2
+    r, g, b = t[:, 0:1], t[:, 1:2], t[:, 2:3]
+    lum = 0.299 * r + 0.587 * g + 0.114 * b
+    return lum, torch.cat([0.492 * (b - lum), 0.877 * (r - lum)], dim=1)
+
+
+def _rgb(lum: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """(Y, centered UV) -> RGB [-1, 1], clamped."""
+    u, v = uv[:, 0:1], uv[:, 1:2]
+    rgb = torch.cat([lum + 1.14 * v, lum - 0.395 * u - 0.581 * v, lum + 2.032 * u], dim=1)
+    return (2 * rgb - 1).clamp(-1.0, 1.0)
+
+
+def _box(t: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over (2r+1)^2 windows, replicate-padded. (B, C, H, W)."""
+    return F.avg_pool2d(F.pad(t, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)
+
+
+def anchor_chroma(y: torch.Tensor, x: torch.Tensor, mode: str = "mean", r: int = 4,
+                  eps: float = 1e-3) -> torch.Tensor:
+    """G's output ``y`` with its chroma (OpenCV YUV) tied to the input ``x``'s; its luma Y is kept.
+
+    * ``mean``: U, V shifted per image by mean(UV(x)) - mean(UV(y)): G keeps its spatial chroma;
+    * ``input``: U, V are the input's, guided-filtered (He et al. 2010) with G's own luma as the guide
+      (window 2r+1, ``eps`` on Y in [0, 1]): the photo's colors, flattened within the regions G drew.
+
+    Why: the generator instance-normalizes right after its first conv, so no later layer sees the
+    image's global color; on a small style set and a few hundred steps its output colors are then
+    learned from the style set (the olive cast of Big Buck Bunny) or not at all. The anchor gives the
+    photo's colors back, and G draws the regions, shading and ink (its luma). RGB [-1, 1] (B, 3, H, W).
+    """
+    lum, uv_y = _yuv(y)
+    _, uv_x = _yuv(x)
+    if mode == "mean":
+        uv = uv_y + uv_x.mean(dim=(2, 3), keepdim=True) - uv_y.mean(dim=(2, 3), keepdim=True)
+    else:  # guided filter of the input's chroma, guided by G's luma (per channel, Eqs. 5-8)
+        mean_i, mean_p = _box(lum, r), _box(uv_x, r)
+        a = (_box(lum * uv_x, r) - mean_i * mean_p) / (_box(lum * lum, r) - mean_i * mean_i + eps)
+        b = mean_p - a * mean_i
+        uv = _box(a, r) * lum + _box(b, r)
+    return _rgb(lum, uv).to(y.dtype)
+
 
 
 class InstanceNorm(nn.Module):
@@ -247,7 +299,8 @@ class CartoonGenerator(nn.Module):
         if frame_by_frame(x):
             return torch.cat([self(x[i : i + 1]) for i in range(len(x))])  # (B, 3, H, W) channels-last
         y = self.conv01_1(_pad_to_multiple(x, 4))  # (B, C1, H4, W4)
-        return self.trunk(y)[..., :h, :w]  # (B, 3, H, W)
+        y = self.trunk(y)[..., :h, :w]  # (B, 3, H, W)
+        return y if self.cfg.chroma == "free" else anchor_chroma(y, x, self.cfg.chroma)
 
     def trunk(self, y: torch.Tensor) -> torch.Tensor:
         """Everything after the flat conv ``conv01_1``: (B, C1, H4, W4) -> (B, 3, H4, W4) in [-1, 1]."""

@@ -41,6 +41,7 @@ from deeperfour.models.cartoongan import (
     _pad_to_multiple,
     _save_checkpoint,
     _torch_load,
+    anchor_chroma,
     config_from_dict,
 )
 
@@ -108,7 +109,9 @@ class TemporalCartoonGenerator(nn.Module):
             y = y + self.conv01_prev(_pad_to_multiple(z, 4))  # (B, C1, H4, W4)
         # 2. the rest of CartoonGenerator.forward, the same code (the zero-init test guards the equivalence)
         y = g.trunk(y)[..., :h, :w]  # (B, 3, H, W)
-        return y.flip(1) if self.bgr else y  # RGB out
+        if self.bgr:  # RGB out
+            y, x = y.flip(1), x.flip(1)
+        return y if self.cfg.chroma == "free" else anchor_chroma(y, x, self.cfg.chroma)
 
     # ------------------------------------------------------------------------------------------
     # checkpoints

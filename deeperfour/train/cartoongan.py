@@ -49,9 +49,13 @@ from tqdm.auto import tqdm
 from deeperfour.core.precision import autocast
 from deeperfour.infer.cartoonize import cartoonize_images
 from deeperfour.losses.cartoon import (
+    color_loss,
     content_loss,
     discriminator_loss,
     generator_adv_loss,
+    real_fake_loss,
+    surface_representation,
+    texture_representation,
     total_generator_loss,
 )
 from deeperfour.models.cartoongan import (
@@ -64,11 +68,26 @@ from deeperfour.models.cartoongan import (
 )
 from deeperfour.train import distributed
 from deeperfour.train.common import Checkpointer, LossLog, set_rng_state, truncate_curves
+from deeperfour.train.structure_target import structure_targets
 
 FeaturesFn = Callable[..., Mapping[str, torch.Tensor]]
 STATE_FILE = "train_state.pt"
+RECIPES = ("paper", "whitebox")
 # fields that only change bookkeeping; a checkpoint with other differences is not resumed
 _BOOKKEEPING = ("log_every", "checkpoint_every")
+
+
+def as_bool(value: Any, name: str = "value") -> bool:
+    """A boolean parameter as papermill passes it from dvc.yaml (``-p key true`` arrives as the string
+    "true"): bools as they are, "true"/"false" (any case), 1/0; anything else raises one ValueError."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{name}={value!r}: expected true or false")
 
 
 @dataclass
@@ -93,6 +112,17 @@ class TrainConfig:
     content_layer: str = "conv4_3"  # VGG layer l of Eq. (7) (VGG16 conv4_3 ~ VGG19 conv4_4, pre-ReLU)
     lr_decay: float = 1.0  # lr factor at 50 % and 75 % of the GAN phase (reference 0.1; 1 = none)
     precision: str = "bf16"  # "bf16" autocast (CPU/CUDA) or "fp32"
+    # --- recipe: "paper" (Eqs. 3-7 as written) | "whitebox" (the small-data terms below, issue 16) ---
+    recipe: str = "paper"
+    structure_init: bool = True  # whitebox: the init phase reconstructs the structure targets, not the photos
+    structure_segment_px: float = 330.0  # whitebox: mean SLIC superpixel area of the structure targets, px
+    omega_structure: float = 0.0  # whitebox: weight of Eq. (7)'s distance to the structure target, GAN phase
+    w_surface: float = 1.0  # whitebox: adversarial weight of the surface discriminator (guided filter)
+    w_texture: float = 1.0  # whitebox: adversarial weight of the texture discriminator (random gray)
+    w_color: float = 0.0  # whitebox: weight of the chroma loss to the input photo (YUV)
+    guided_radius: int = 5  # whitebox: guided-filter window radius of the surface representation, px
+    guided_eps: float = 0.2  # whitebox: guided-filter eps (on [-1, 1] images)
+    chroma: str = "free"  # G's output chroma: free | mean | input (models.cartoongan.anchor_chroma)
     seed: int = 0  # seed of init and batch sampling
     n_snapshots: int = 3  # grid snapshots during the GAN phase (plus before training and after init)
     log_every: int = 5  # steps between loss log rows
@@ -105,13 +135,19 @@ class TrainConfig:
         keys = ("variant", "crop", "batch", "init_steps", "gan_steps", "lr", "lr_d", "beta1", "beta2",
                 "omega", "init_pixel", "content_layer", "lr_decay", "precision", "seed", "n_snapshots",
                 "log_every", "checkpoint_every")
-        return cls(style=style, **{k: p[k] for k in keys})
+        recipe = ("recipe", "structure_init", "structure_segment_px", "omega_structure",
+                  "w_surface", "w_texture", "w_color", "guided_radius", "guided_eps",
+                  "chroma")  # absent: the paper's recipe
+        return cls(style=style, **{k: p[k] for k in keys}, **{k: p[k] for k in recipe if k in p})
 
     def __post_init__(self):
         if self.init_steps < 0 or self.gan_steps < 0:
             raise ValueError(f"init_steps={self.init_steps}, gan_steps={self.gan_steps}: expected >= 0")
         if self.crop < 8 or self.batch < 1:
             raise ValueError(f"crop={self.crop}, batch={self.batch}: expected crop >= 8, batch >= 1")
+        self.structure_init = as_bool(self.structure_init, "structure_init")  # "true" from papermill
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe={self.recipe!r}: choose {' or '.join(RECIPES)}")
 
     @property
     def total_steps(self) -> int:
@@ -119,7 +155,8 @@ class TrainConfig:
 
     def model_config(self) -> CartoonGANConfig:
         return CartoonGANConfig(variant=self.variant, base_channels=self.base_channels,
-                                n_res_blocks=self.n_res_blocks, d_base_channels=self.d_base_channels)
+                                n_res_blocks=self.n_res_blocks, d_base_channels=self.d_base_channels,
+                                chroma=self.chroma)
 
     def snapshot_steps(self) -> list[int]:
         """Step counts after which the grid is rendered: 0, end of init, n_snapshots GAN-phase points."""
@@ -211,6 +248,67 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr_decay ** sum(cfg.gan_steps > 0 and step >= m for m in milestones)
 
 
+
+def _whitebox_step(cfg: TrainConfig, G, D_s, D_s_ddp, D_t, D_t_ddp, opt_g, opt_d, opt_dt,
+                   features: FeaturesFn, p: torch.Tensor, target: torch.Tensor, cartoons: list[torch.Tensor],
+                   gray_rng: torch.Generator, device: torch.device) -> dict[str, float]:
+    """One GAN step of the whitebox recipe; returns the logged values.
+
+    D_s (surface) sees guided-filtered images: real cartoons real, G(p) fake. D_t (texture) sees random
+    grayscales with the edge-promoting labels of Eqs. (4)-(6): cartoons real, edge-smoothed cartoons and
+    G(p) fake. G minimizes
+        w_surface L_adv(D_s) + w_texture L_adv(D_t) + omega L_con(G(p), p) [Eq. 7]
+        + omega_structure L_con(G(p), structure target) + w_color |UV(G(p)) - UV(p)|.
+    A term with weight 0 is skipped with its discriminator (the ablations).
+    """
+    c, e = cartoons  # (B, 3, h, w) cartoons and their edge-smoothed copies
+    r, eps = cfg.guided_radius, cfg.guided_eps
+    with autocast(device, cfg.precision):
+        fake = G(p)  # (B, 3, h, w) G(p_k)
+        loss_d = torch.zeros((), device=device)
+        if cfg.w_surface:
+            ds_real = D_s_ddp(surface_representation(c, r, eps)).float()
+            ds_fake = D_s_ddp(surface_representation(fake.detach(), r, eps)).float()
+            loss_d = loss_d + real_fake_loss(ds_real, ds_fake)
+        if cfg.w_texture:
+            dt_real = D_t_ddp(texture_representation(c, gray_rng)).float()
+            dt_smooth = D_t_ddp(texture_representation(e, gray_rng)).float()
+            dt_fake = D_t_ddp(texture_representation(fake.detach(), gray_rng)).float()
+            loss_d = loss_d + discriminator_loss(dt_real, dt_smooth, dt_fake)  # Eqs. (4)-(6) on texture
+    if cfg.w_surface or cfg.w_texture:
+        opt_d.zero_grad(set_to_none=True)
+        opt_dt.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        opt_dt.step()
+    D_s.requires_grad_(False)
+    D_t.requires_grad_(False)
+    with autocast(device, cfg.precision):
+        adv_s = generator_adv_loss(D_s(surface_representation(fake, r, eps)).float()) if cfg.w_surface \
+            else torch.zeros((), device=device)
+        adv_t = generator_adv_loss(D_t(texture_representation(fake, gray_rng)).float()) if cfg.w_texture \
+            else torch.zeros((), device=device)
+        con = content_loss(features, fake, p, cfg.content_layer).float()  # Eq. (7)
+        struct = content_loss(features, fake, target, cfg.content_layer).float() if cfg.omega_structure \
+            else torch.zeros((), device=device)
+        col = color_loss(fake.float(), p)
+        loss_g = (cfg.w_surface * adv_s + cfg.w_texture * adv_t + cfg.omega * con
+                  + cfg.omega_structure * struct + cfg.w_color * col)
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    D_s.requires_grad_(True)
+    D_t.requires_grad_(True)
+    values = {"gan/content": con.item(), "gan/g_adv": (adv_s + adv_t).item(), "gan/d_loss": loss_d.item(),
+              "gan/surface": adv_s.item(), "gan/texture": adv_t.item(), "gan/structure": struct.item(),
+              "gan/color": col.item()}
+    if cfg.w_texture:
+        with torch.no_grad():
+            values.update({"discriminator/real": torch.sigmoid(dt_real).mean().item(),
+                           "discriminator/smoothed": torch.sigmoid(dt_smooth).mean().item(),
+                           "discriminator/generated": torch.sigmoid(dt_fake).mean().item()})
+    return values
+
 def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: np.ndarray,
           grid: np.ndarray, features: FeaturesFn, out_dir: str | os.PathLike,
           device: torch.device | str = "cpu", resume: bool = True, progress: bool = True,
@@ -236,9 +334,14 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model_config()
     G, D = CartoonGenerator(mcfg).to(device), ctx.prepare(CartoonDiscriminator(mcfg).to(device))
+    white = cfg.recipe == "whitebox"  # D is then the surface discriminator, D_t the texture one
+    D_t = ctx.prepare(CartoonDiscriminator(mcfg).to(device)) if white else None
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d or cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_dt = torch.optim.Adam(D_t.parameters(), lr=cfg.lr_d or cfg.lr, betas=(cfg.beta1, cfg.beta2)) \
+        if white else None
     sampler = BatchSampler(cfg.seed, cfg.crop, cfg.batch)
+    gray_rng = torch.Generator().manual_seed(cfg.seed + 1)  # the texture representation's random weights
     step = 0
     if resume and ckpt.exists():
         state = ckpt.load(restore_rng=False)
@@ -250,6 +353,10 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
             opt_g.load_state_dict(state["optimizers"]["g"])
             opt_d.load_state_dict(state["optimizers"]["d"])
             sampler.gen.set_state(state["sampler"])
+            if white:
+                D_t.load_state_dict(state["discriminator_texture"])
+                opt_dt.load_state_dict(state["optimizers"]["d_texture"])
+                gray_rng.set_state(state["gray_rng"])
             set_rng_state(state["rng"])  # global RNG states as they were at the save
             step = int(state["step"])
         elif ctx.is_main:
@@ -261,6 +368,9 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
     log = LossLog(live_dir, resume=step > 0)
 
     photos_t, cart_t, smooth_t = to_tensor(photos), to_tensor(cartoons), to_tensor(smoothed)
+    if white:  # (N, 3, S, S) uint8: the structure pseudo-targets, aligned with the photos
+        struct_t = to_tensor(structure_targets(photos, cfg.structure_segment_px,
+                                               progress=progress and ctx.is_main))
     snapshots = set(cfg.snapshot_steps())
     if step == 0 and ctx.is_main:
         for stale in snap_dir.glob("step_*.png"):  # left by an earlier run with another configuration
@@ -268,9 +378,13 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
         _write_row(snap_dir / "input.png", grid)
 
     def save_state(done: int) -> None:
+        texture = {"discriminator_texture": D_t.state_dict(), "gray_rng": gray_rng.get_state()} \
+            if white else {}
+        optimizers = {"g": opt_g.state_dict(), "d": opt_d.state_dict(),
+                      **({"d_texture": opt_dt.state_dict()} if white else {})}
         ckpt.save(model=G.state_dict(), discriminator=D.state_dict(), config=asdict(mcfg),
-                  train_config=asdict(cfg), optimizers={"g": opt_g.state_dict(), "d": opt_d.state_dict()},
-                  step=done, sampler=sampler.gen.get_state())
+                  train_config=asdict(cfg), optimizers=optimizers, step=done, sampler=sampler.gen.get_state(),
+                  **texture)
 
     def snapshot(done: int) -> None:
         if done in snapshots and ctx.is_main:  # G has no batch-coupled layers: rank 0 may run it alone
@@ -284,21 +398,32 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
                disable=not progress or not ctx.is_main)
     G_ddp, D_ddp = ctx.wrap(G), ctx.wrap(D)  # the modules themselves in one process
     for s in bar:
-        for opt, base in ((opt_g, cfg.lr), (opt_d, cfg.lr_d or cfg.lr)):
+        for opt, base in ((opt_g, cfg.lr), (opt_d, cfg.lr_d or cfg.lr), (opt_dt, cfg.lr_d or cfg.lr)):
+            if opt is None:
+                continue
             for group in opt.param_groups:
                 group["lr"] = base * _lr_at(cfg, s)
         # the global batch, the same on every rank, then this rank's rows (B/W = B in one process)
-        p = ctx.shard(*sampler.sample(photos_t)).to(device)  # (B/W, 3, c, c) photos p_k
+        if white:  # the photos p_k and their structure targets, the same windows
+            p, target = (t.to(device) for t in ctx.shard(*sampler.sample(photos_t, struct_t)))
+            target = target if cfg.structure_init else p
+        else:
+            p = target = ctx.shard(*sampler.sample(photos_t)).to(device)  # (B/W, 3, c, c) photos p_k
         if s < cfg.init_steps:
-            # 2a. initialization phase: reconstruction with the content loss only (Eq. 7)
+            # 2a. initialization phase: reconstruction with the content loss (Eq. 7) of the photo, or
+            # (whitebox) of its structure target: flat superpixel colors with ink lines
             with autocast(device, cfg.precision):
                 y = G_ddp(p)  # (B/W, 3, c, c)
-                con = content_loss(features, y, p, cfg.content_layer).float()  # Eq. (7)
-                loss = con + cfg.init_pixel * (y.float() - p).abs().mean() if cfg.init_pixel else con
+                con = content_loss(features, y, target, cfg.content_layer).float()  # Eq. (7)
+                loss = con + cfg.init_pixel * (y.float() - target).abs().mean() if cfg.init_pixel else con
             opt_g.zero_grad(set_to_none=True)
             loss.backward()
             opt_g.step()
             values = {"init/content": con.item()}
+        elif white:
+            cartoons = [t.to(device) for t in ctx.shard(*sampler.sample(cart_t, smooth_t))]  # c, e
+            values = _whitebox_step(cfg, G_ddp, D, D_ddp, D_t, ctx.wrap(D_t), opt_g, opt_d, opt_dt, features,
+                                    p, target, cartoons, gray_rng, device)
         else:
             c, e = (t.to(device) for t in ctx.shard(*sampler.sample(cart_t, smooth_t)))  # (B/W, 3, c, c)
             # 2b. D update: edge-promoting adversarial loss, Eqs. (4)-(6)

@@ -233,3 +233,41 @@ def test_discriminator_output_at_quarter_resolution(norm):
     logits = disc(torch.rand(2, 3, 32, 48) * 2 - 1)
     assert logits.shape == (2, 1, 8, 12)
     assert not any(isinstance(m, torch.nn.Sigmoid) for m in disc.modules())  # logits for BCE-with-logits
+
+
+def test_chroma_anchor_moves_the_mean_chroma_to_the_inputs_and_keeps_luma():
+    from deeperfour.film.color import rgb_to_yuv_t
+    from deeperfour.models.cartoongan import anchor_chroma
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 20, generator=gen) * 1.2 - 0.6  # inside [-1, 1] with room: no clamping
+    y = torch.rand(2, 3, 16, 20, generator=gen) * 0.6 - 0.3 + torch.tensor([0.2, 0.3, -0.3]).view(1, 3, 1, 1)
+    z = anchor_chroma(y, x)
+    (ly, uvy), (lz, uvz), (_, uvx) = (rgb_to_yuv_t((t + 1) / 2) for t in (y, z, x))
+    torch.testing.assert_close(lz, ly, rtol=0, atol=1e-4)  # a pure chroma shift (YUV2RGB in 3 digits)
+    torch.testing.assert_close(uvz.mean((2, 3)), uvx.mean((2, 3)), rtol=0, atol=1e-4)
+    torch.testing.assert_close(uvz - uvz.mean((2, 3), keepdim=True), uvy - uvy.mean((2, 3), keepdim=True),
+                               rtol=0, atol=1e-4)  # the spatial chroma of G stays
+    g = CartoonGenerator(CartoonGANConfig(variant="light", base_channels=4, n_res_blocks=1,
+                                          chroma="mean")).eval()
+    with torch.no_grad():
+        out = g(x)
+    uv_out = rgb_to_yuv_t((out + 1) / 2)[1]
+    torch.testing.assert_close(uv_out.mean((2, 3)), uvx.mean((2, 3)), rtol=0, atol=2e-2)
+
+
+def test_input_chroma_is_the_photos_colors_under_gs_luma():
+    from deeperfour.film.color import rgb_to_yuv_t
+    from deeperfour.models.cartoongan import anchor_chroma
+
+    gen = torch.Generator().manual_seed(1)
+    lum = torch.rand(1, 1, 24, 24, generator=gen) * 0.4 + 0.3
+    x = torch.cat([lum + 1.14 * 0.05, lum - 0.395 * -0.03 - 0.581 * 0.05, lum + 2.032 * -0.03], 1) * 2 - 1
+    y = torch.rand(1, 3, 24, 24, generator=gen) * 1.6 - 0.8  # any colors
+    z = anchor_chroma(y, x, "input")
+    (ly, _), (lz, uvz) = rgb_to_yuv_t((y + 1) / 2), rgb_to_yuv_t((z + 1) / 2)
+    torch.testing.assert_close(lz, ly, rtol=0, atol=1e-4)  # G's luma
+    torch.testing.assert_close(uvz, torch.tensor([-0.03, 0.05]).view(1, 2, 1, 1).expand_as(uvz), rtol=0,
+                               atol=1e-4)  # the photo's (here uniform) chroma
+    with pytest.raises(ValueError, match="chroma='pastel'"):
+        CartoonGANConfig(chroma="pastel")

@@ -193,3 +193,18 @@ def test_cartoonizer_resets_at_shot_starts_and_max_side():
     np.testing.assert_array_equal(out[2], fresh.step(col[2], gray[2]))  # shot start: no past
     with pytest.raises(ValueError, match="differ in size"):
         fresh.step(col[3], gray[3][:, :50])
+
+
+def test_zero_init_equals_an_anchored_base_generator():
+    """A base generator with ``chroma``: the temporal generator anchors its output the same way."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    base = CartoonGenerator(dataclasses.replace(TINY["light"], chroma="input")).eval()
+    model = TemporalCartoonGenerator(base).eval()
+    x = rand(2, 3, 30, 46)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), base(x), rtol=0, atol=1e-6)
+        unanchored = CartoonGenerator(TINY["light"]).eval()
+        unanchored.load_state_dict(base.state_dict())
+        assert not torch.allclose(unanchored(x), base(x))

@@ -90,3 +90,53 @@ def test_sampler_is_seeded_and_keeps_pairs_aligned():
 
 
 GOLDEN_INIT_CONTENT = [0.41448805, 0.39492491]  # init/content at steps 0 and 5
+
+
+# ------------------------------------------------------------------------------------- recipe: whitebox
+
+WHITE = TrainConfig(**{**CFG.__dict__, "recipe": "whitebox", "omega": 0.5, "omega_structure": 0.5,
+                       "w_color": 5.0, "guided_radius": 2, "structure_segment_px": 40.0})
+
+
+@pytest.fixture(scope="module")
+def white(tmp_path_factory):
+    return run(tmp_path_factory.mktemp("white"), cfg=WHITE)
+
+
+def test_whitebox_logs_every_term_and_inits_toward_the_structure_target(white):
+    curves = read_curves(white.out_dir / "dvclive")
+    terms = {"gan/surface", "gan/texture", "gan/structure", "gan/color", "discriminator/smoothed"}
+    assert terms <= set(curves)
+    steps, content = curves["init/content"]
+    assert list(steps) == list(range(6)) and content[-1] < content[0]
+    state = Checkpointer(white.out_dir / STATE_FILE).load(restore_rng=False)
+    assert {"discriminator_texture", "gray_rng"} <= set(state) and "d_texture" in state["optimizers"]
+
+
+def test_whitebox_killed_run_resumes_exactly(white, tmp_path):
+    run(tmp_path, cfg=WHITE, stop_after=8)  # killed inside the GAN phase
+    resumed = run(tmp_path, cfg=WHITE)
+    assert resumed.resumed_from == 8 and resumed.steps == 10
+    for (k, a), b in zip(white.generator.state_dict().items(), resumed.generator.state_dict().values(),
+                         strict=True):
+        torch.testing.assert_close(a, b, msg=k, rtol=0, atol=0)
+
+
+def test_whitebox_ablation_drops_a_term_and_its_discriminator(tmp_path):
+    cfg = TrainConfig(**{**WHITE.__dict__, "w_surface": 0.0, "w_color": 0.0, "init_steps": 1, "gan_steps": 2})
+    result = run(tmp_path, cfg=cfg)
+    curves = read_curves(tmp_path / "dvclive")
+    assert result.steps == 3 and set(curves["gan/surface"][1]) == {0.0}
+    assert set(curves["gan/texture"][1]) != {0.0} and set(curves["gan/color"][1]) != {0.0}  # logged anyway
+
+
+def test_bad_recipe_is_refused():
+    with pytest.raises(ValueError, match="recipe='cartoon': choose paper or whitebox"):
+        TrainConfig(recipe="cartoon")
+
+
+def test_boolean_parameters_arrive_as_strings_from_papermill():
+    assert TrainConfig(structure_init="false").structure_init is False
+    assert TrainConfig(structure_init="true").structure_init is True
+    with pytest.raises(ValueError, match="structure_init='maybe': expected true or false"):
+        TrainConfig(structure_init="maybe")
