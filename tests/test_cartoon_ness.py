@@ -130,3 +130,19 @@ def test_probe_sets_keep_the_photo_and_drawn_crops_and_add_the_cutouts(tmp_path)
     assert photos[2].shape == (40, 30, 3) and (photos[2][0, 0] == 255).all()  # transparent -> white
     photos, _ = cn.probe_sets([texture(1)], [four_colors(3)], tmp_path / "absent")
     assert len(photos) == 1
+
+
+def test_best_system_picks_the_most_drawn_that_keeps_the_photo():
+    """convert's default cartoon: the highest drawn-probability among systems within the color-shift and
+    content bars of the paper recipe; none within them: the first trained style."""
+    table = {"paper": _row(drawn_probability=0.5, color_shift=30.0, content_distance=1.4),
+             "abstraction": _row(drawn_probability=0.6, color_shift=4.0, content_distance=1.0),
+             "bunny": _row(drawn_probability=0.1, color_shift=4.0, content_distance=0.9),
+             "scratch": _row(drawn_probability=0.7, color_shift=20.0, content_distance=1.2)}  # shift > 15
+    best = cn.best_system(table, ["abstraction", "bunny", "scratch"])
+    assert best["style"] == "abstraction" and best["eligible"] == ["abstraction", "bunny"]
+    table["bunny"]["drawn_probability"] = 0.65
+    assert cn.best_system(table, ["abstraction", "bunny", "scratch"])["style"] == "bunny"
+    table["abstraction"]["content_distance"] = table["bunny"]["content_distance"] = 2.0  # > 1.25 x 1.4
+    best = cn.best_system(table, ["abstraction", "bunny", "scratch"])
+    assert best["eligible"] == [] and best["style"] == "bunny"

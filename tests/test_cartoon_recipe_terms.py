@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from deeperfour.losses.cartoon import (
-    box_filter,
     color_loss,
-    guided_filter,
     surface_representation,
     texture_representation,
 )
+from deeperfour.models.ops import box_filter, guided_filter
 from deeperfour.train.structure_target import mean_fill, structure_target
 
 

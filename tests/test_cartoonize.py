@@ -143,3 +143,21 @@ def test_the_stages_default_style_comes_first(tmp_path, tiny_generator):
     assert list(available_styles(trained, tmp_path / "models")) == ["bunny", "scratch", "zebra"]
     (trained / DEFAULT_STYLE_FILE).write_text(json.dumps({"style": "scratch"}))
     assert list(available_styles(trained, tmp_path / "models")) == ["scratch", "bunny", "zebra"]
+
+
+def test_convert_default_style_is_the_stages_measured_choice(tmp_path, tiny_generator):
+    """default_style.json's ``convert`` names convert's default cartoon, which may be the classical
+    abstraction (no weight file); --style still wins; no choice recorded: the first trained style."""
+    import json
+
+    from deeperfour.convert.models import ABSTRACTION, _pick_style
+    from deeperfour.infer.cartoonize import DEFAULT_STYLE_FILE, convert_default_style
+
+    trained, models = tmp_path / "train_cartoongan", tmp_path / "models"
+    tiny_generator.save(trained / "bunny" / "generator.pt")
+    assert convert_default_style(trained) is None
+    assert _pick_style(None, trained, models)[0] == "bunny"
+    (trained / DEFAULT_STYLE_FILE).write_text(json.dumps({"style": "bunny", "convert": ABSTRACTION}))
+    assert convert_default_style(trained) == ABSTRACTION
+    assert _pick_style(None, trained, models) == (ABSTRACTION, "")
+    assert _pick_style("bunny", trained, models) == ("bunny", str(trained / "bunny" / "generator.pt"))

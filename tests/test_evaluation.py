@@ -58,3 +58,24 @@ def test_scores_of_perfect_and_gray_prediction():
     assert gray["colorfulness"] == 0 and gray["ciede2000"] > 1
     assert scores(truth, truth_only=True)["colorfulness"] > 10
     assert preview_indices([0, 10, 20], 30, 3) == [5, 15, 25]
+
+
+def test_held_out_scores_model_gray_and_truth():
+    """Held-out frames (the face check): the true chroma at scale 1 scores as the truth itself, zero chroma
+    as the gray input; the truth's colorfulness is reported beside them."""
+    import cv2
+
+    from deeperfour.metrics.colorization import held_out_scores
+
+    rng = np.random.default_rng(0)
+    truths = [cv2.GaussianBlur(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8), (7, 7), 2)
+              for _ in range(3)]
+    uv = [cv2.cvtColor(t, cv2.COLOR_RGB2YUV)[..., 1:].astype(np.float32) / 255 - 0.5 for t in truths]
+    perfect = held_out_scores(truths, uv, 1.0)
+    assert perfect["n_frames"] == 3 and set(perfect) == {"model", "gray", "ground_truth", "n_frames"}
+    assert perfect["model"]["ciede2000"] < 1.0 < perfect["gray"]["ciede2000"]
+    assert perfect["model"]["psnr"] > perfect["gray"]["psnr"]
+    assert perfect["gray"]["colorfulness"] == pytest.approx(0.0, abs=1e-6)
+    assert perfect["model"]["colorfulness"] == pytest.approx(perfect["ground_truth"]["colorfulness"], rel=0.1)
+    none = held_out_scores(truths, [u * 0 for u in uv], 1.0)
+    assert none["model"] == pytest.approx(none["gray"])

@@ -16,7 +16,7 @@ from deeperfour.film import frames
 from deeperfour.film.video import probe
 from deeperfour.report import frames as frames_report
 
-from .conftest import make_clip
+from .conftest import make_clip, make_faces
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))  # 01_colorize, 01b_colorize_reference..
 STAGE_OF = {p.name: p.stem.split("_", 1)[1] for p in NOTEBOOKS}
@@ -31,6 +31,7 @@ def workspace(tmp_path_factory) -> Path:
     params = load_params("frames") | {"source": str(clip)}
     frames.run(params, root / "build" / "frames", root / "metrics" / "frames.json", progress=False)
     frames_report.draw(root / "build" / "frames", root / "figures" / "frames")
+    make_faces(root / "faces" / "pyfeat")
     return root
 
 
@@ -38,8 +39,10 @@ def tiny_parameters(stage: str, root: Path) -> dict:
     common = {"figures_dir": str(root / "figures" / stage),
               "metrics_path": str(root / "metrics" / f"{stage}.json")}
     paths = {"frames_dir": str(root / "build" / "frames"), "data_dir": str(root / "data")}
-    if stage in ("prepare_datasets", "train_cartoongan"):  # no drawn art in the workspace: no scratch style
+    if stage in ("prepare_datasets", "train_cartoongan", "colorize"):  # no drawn art in the workspace
         paths["art_dir"] = str(root / "art")
+    if stage == "colorize":
+        paths["faces_dir"] = str(root / "faces" / "pyfeat")
     extra = {
         "colorize": {"eval_stride": 6, "n_preview": 2, "ensemble": 2,  # later stages load the 2-seed ensemble
                      "out_dir": str(root / "build" / "colorize")},

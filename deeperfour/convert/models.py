@@ -29,7 +29,13 @@ from deeperfour.core.compile import compile_module
 from deeperfour.core.config import BUILD, MODELS, pick_device
 from deeperfour.core.precision import resolve_precision
 from deeperfour.infer.abstraction import AbstractionCartoonizer
-from deeperfour.infer.cartoonize import FrameCartoonizer, TemporalCartoonizer, available_styles, load_style
+from deeperfour.infer.cartoonize import (
+    FrameCartoonizer,
+    TemporalCartoonizer,
+    available_styles,
+    convert_default_style,
+    load_style,
+)
 from deeperfour.infer.colorize import DeOldifyChroma, model_input_side
 from deeperfour.infer.stabilize import ConvLSTMStabilizer, FlowBlend, FlowMemo, PerFrame
 
@@ -279,6 +285,8 @@ def _pick_cartoonizer(name: str, weights: Path) -> str:
 def _pick_style(style: str | None, trained: Path, models: Path) -> tuple[str, str]:
     """(style name, its weight file; "" for the classical abstraction); unknown names raise KeyError listing
     the known ones."""
+    if style is None:
+        style = convert_default_style(trained)  # the stage's measured choice, where it made one
     if style is not None and style.lower() == ABSTRACTION:
         return ABSTRACTION, ""
     have = available_styles(trained, models)
@@ -396,8 +404,12 @@ def resolve_settings(*, style: str | None = None, render_factor: int | None = No
         notes.append("colors: the colorizer on each shot's first frame, carried through the shot")
     if s.propagated:
         notes += refiner_notes or [f"propagation: classical + the learned refiner ({s.refiner_file})"]
-    notes.append(f"cartoon style: {name} ({style_file})" if name else
-                 f"cartoonizer: the temporal-loss generator ({cart_file})")
+    if name == ABSTRACTION:
+        how = "--style" if style else f"the default measured best by stage train_cartoongan ({trained})"
+        notes.append(f"cartoon style: {ABSTRACTION} (classical, no weights; {how})")
+    else:
+        notes.append(f"cartoon style: {name} ({style_file})" if name else
+                     f"cartoonizer: the temporal-loss generator ({cart_file})")
     if cart_file and style:
         notes.append(f"note: --style {style} is ignored: the temporal-loss generator has its own style")
     notes += stab_notes or [f"stabilizer: {stab}" + (f" ({stab_file})" if stab_file else "")]

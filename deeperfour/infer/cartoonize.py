@@ -46,7 +46,19 @@ from deeperfour.models.temporal_cartoongan import TemporalCartoonGenerator
 RELEASED_SUFFIX = "_net_G_float.pth"
 
 
-DEFAULT_STYLE_FILE = "default_style.json"  # {"style": name}: written by stage train_cartoongan
+DEFAULT_STYLE_FILE = "default_style.json"  # {"style": name, "convert": name}: by stage train_cartoongan
+#   style: the trained style the stage made its default (cartoon.mkv, temporal_loss); convert: the cartoon
+#   `deeperfour convert` makes without --style, chosen from the cartoon-ness measurements (it may be the
+#   classical "abstraction", which has no weight file)
+
+
+def convert_default_style(trained_dir: str | os.PathLike = "build/train_cartoongan") -> str | None:
+    """The style ``convert`` uses without ``--style``, as the stage ``train_cartoongan`` chose it from its
+    measurements (``DEFAULT_STYLE_FILE``'s ``convert``); None where the stage wrote no choice."""
+    path = resolve(trained_dir) / DEFAULT_STYLE_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("convert")
 
 
 def available_styles(trained_dir: str | os.PathLike = "build/train_cartoongan",

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from deeperfour.film.color import rgb_to_yuv_t
+from deeperfour.models.ops import guided_filter
 
 FeaturesFn = Callable[..., Mapping[str, torch.Tensor]]
 
@@ -91,29 +92,6 @@ def total_generator_loss(adv: torch.Tensor, content: torch.Tensor, omega: float 
 # ---------------------------------------------------------------------------------------------------------
 # The small-data recipe (``recipe: whitebox``): the representations and terms later work added to CartoonGAN
 # ---------------------------------------------------------------------------------------------------------
-
-
-def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over the (2r+1)^2 window around each pixel, the window clipped at the border. (B, C, H, W)."""
-    k = 2 * r + 1
-    ones = torch.ones_like(x[:, :1])
-    total = F.avg_pool2d(F.pad(x, (r, r, r, r)), k, stride=1, count_include_pad=True)
-    count = F.avg_pool2d(F.pad(ones, (r, r, r, r)), k, stride=1, count_include_pad=True)
-    return total / count  # zero padding, divided by the window's inside share: the clipped mean
-
-
-def guided_filter(guide: torch.Tensor, x: torch.Tensor, r: int = 5, eps: float = 0.2) -> torch.Tensor:
-    """He, Sun & Tang's guided filter (ECCV 2010, Eqs. 5-8), per channel, differentiable.
-
-    q = mean(a) * I + mean(b), a = cov(I, p) / (var(I) + eps), b = mean(p) - a mean(I), over (2r+1)^2
-    windows. ``guide`` I and ``x`` p: (B, C, H, W) (the same C, or a 1-channel guide).
-    """
-    mean_i, mean_p = box_filter(guide, r), box_filter(x, r)
-    cov = box_filter(guide * x, r) - mean_i * mean_p
-    var = box_filter(guide * guide, r) - mean_i * mean_i
-    a = cov / (var + eps)
-    b = mean_p - a * mean_i
-    return box_filter(a, r) * guide + box_filter(b, r)
 
 
 def surface_representation(x: torch.Tensor, r: int = 5, eps: float = 0.2) -> torch.Tensor:

@@ -351,3 +351,30 @@ def acceptance(table: Mapping[str, Mapping[str, float | None]], style_set: Mappi
         "probe_auc": check(probe_auc, 0.9, lambda v, b: v >= b),
     }
     return {**checks, "all_met": all(c["met"] for c in checks.values())}
+
+
+def best_system(table: Mapping[str, Mapping[str, float | None]], candidates: Sequence[str]) -> dict[str, Any]:
+    """The cartoon ``convert`` should make by default, chosen from measurements on held-out photos.
+
+    Among ``candidates`` (``abstraction`` and the trained styles of a :func:`systems_table`), those that keep
+    the photo as :func:`acceptance` asks of the new recipe (color shift <= 0.5 x the paper recipe's, content
+    distance <= 1.25 x the paper recipe's) are eligible; the one the real-vs-drawn probe finds most drawn
+    wins. No eligible candidate (or no probe): the first candidate that is a trained style, else the first.
+    Returns {"style", "eligible": [...], "drawn_probability": {name: value}, "rule"}.
+    """
+    paper = table["paper"]
+    shift_bar = 0.5 * paper["color_shift"] if paper.get("color_shift") is not None else None
+    content_bar = 1.25 * paper["content_distance"] if paper.get("content_distance") is not None else None
+    drawn = {c: table[c].get("drawn_probability") for c in candidates}
+    eligible = [c for c in candidates
+                if shift_bar is not None and content_bar is not None
+                and table[c]["color_shift"] <= shift_bar and table[c]["content_distance"] <= content_bar
+                and drawn[c] is not None]
+    if eligible:
+        style = max(eligible, key=lambda c: drawn[c])
+    else:
+        trained = [c for c in candidates if c != "abstraction"]
+        style = (trained or list(candidates))[0]
+    return {"style": style, "eligible": eligible, "drawn_probability": drawn,
+            "rule": "highest drawn-probability among the systems with color shift <= 0.5 x and content "
+                    "distance <= 1.25 x the paper recipe's (held-out photos)"}

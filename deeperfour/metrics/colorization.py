@@ -136,3 +136,25 @@ def colorization_metrics(bw_path, color_path, colorized_path, chroma: dict[int, 
             acc[name].update(p, t)
         truth_acc.update(t)
     return {name: a.result() for name, a in acc.items()} | {"ground_truth": truth_acc.result()}
+
+
+def held_out_scores(truths: Sequence[np.ndarray], chromas: Sequence[np.ndarray], chroma_scale: float
+                    ) -> dict[str, dict[str, float]]:
+    """Scores on held-out color frames that are not a film with shots (the face clip's last frames):
+    ``model`` (their luma + ``chroma_scale`` x the model's chroma ``chromas``, at the truths' size) and
+    ``gray`` (the luma alone), each with mean CIEDE2000, PSNR and colorfulness; ``ground_truth`` with
+    the frames' own colorfulness."""
+    names = ("model", "gray")
+    per: dict[str, dict[str, list[float]]] = {n: {"ciede2000": [], "psnr": [], "colorfulness": []}
+                                              for n in names}
+    truth_col = []
+    for t, uv in zip(truths, chromas, strict=True):
+        y = luminance(t)
+        preds = {"model": luma_chroma_to_rgb(y, uv * chroma_scale), "gray": gray_to_rgb(y)}
+        for n, p in preds.items():
+            per[n]["ciede2000"].append(metrics.ciede2000(p, t))
+            per[n]["psnr"].append(metrics.psnr(p, t))
+            per[n]["colorfulness"].append(metrics.colorfulness(p))
+        truth_col.append(metrics.colorfulness(t))
+    out = {n: {k: float(np.mean(v)) for k, v in d.items()} for n, d in per.items()}
+    return out | {"ground_truth": {"colorfulness": float(np.mean(truth_col))}, "n_frames": len(truth_col)}

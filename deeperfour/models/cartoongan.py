@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deeperfour.models.ops import PadConv2d, instance_norm, is_channels_last, pad
+from deeperfour.film.color import rgb_to_yuv_t, yuv_to_rgb_t
+from deeperfour.models.ops import PadConv2d, guided_filter, instance_norm, is_channels_last, pad
 
 CHECKPOINT_VERSION = 1
 RELEASED_STYLES = ("Hayao", "Hosoda", "Paprika", "Shinkai")  # files <Style>_net_G_float.pth
@@ -101,26 +102,6 @@ class CartoonGANConfig:
 # building blocks
 
 
-def _yuv(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """RGB [-1, 1] (B, 3, H, W) -> (Y (B, 1, H, W), centered UV (B, 2, H, W)), OpenCV's YUV on [0, 1]."""
-    t = (t.float() + 1) / 2
-    r, g, b = t[:, 0:1], t[:, 1:2], t[:, 2:3]
-    lum = 0.299 * r + 0.587 * g + 0.114 * b
-    return lum, torch.cat([0.492 * (b - lum), 0.877 * (r - lum)], dim=1)
-
-
-def _rgb(lum: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """(Y, centered UV) -> RGB [-1, 1], clamped."""
-    u, v = uv[:, 0:1], uv[:, 1:2]
-    rgb = torch.cat([lum + 1.14 * v, lum - 0.395 * u - 0.581 * v, lum + 2.032 * u], dim=1)
-    return (2 * rgb - 1).clamp(-1.0, 1.0)
-
-
-def _box(t: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over (2r+1)^2 windows, replicate-padded. (B, C, H, W)."""
-    return F.avg_pool2d(F.pad(t, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)
-
-
 def anchor_chroma(y: torch.Tensor, x: torch.Tensor, mode: str = "mean", r: int = 4,
                   eps: float = 1e-3) -> torch.Tensor:
     """G's output ``y`` with its chroma (OpenCV YUV) tied to the input ``x``'s; its luma Y is kept.
@@ -134,16 +115,13 @@ def anchor_chroma(y: torch.Tensor, x: torch.Tensor, mode: str = "mean", r: int =
     learned from the style set (the olive cast of Big Buck Bunny) or not at all. The anchor gives the
     photo's colors back, and G draws the regions, shading and ink (its luma). RGB [-1, 1] (B, 3, H, W).
     """
-    lum, uv_y = _yuv(y)
-    _, uv_x = _yuv(x)
+    lum, uv_y = rgb_to_yuv_t((y.float() + 1) / 2)  # (B, 1, H, W), (B, 2, H, W): OpenCV's YUV on [0, 1]
+    _, uv_x = rgb_to_yuv_t((x.float() + 1) / 2)
     if mode == "mean":
         uv = uv_y + uv_x.mean(dim=(2, 3), keepdim=True) - uv_y.mean(dim=(2, 3), keepdim=True)
     else:  # guided filter of the input's chroma, guided by G's luma (per channel, Eqs. 5-8)
-        mean_i, mean_p = _box(lum, r), _box(uv_x, r)
-        a = (_box(lum * uv_x, r) - mean_i * mean_p) / (_box(lum * lum, r) - mean_i * mean_i + eps)
-        b = mean_p - a * mean_i
-        uv = _box(a, r) * lum + _box(b, r)
-    return _rgb(lum, uv).to(y.dtype)
+        uv = guided_filter(lum, uv_x, r, eps)
+    return (2 * yuv_to_rgb_t(lum, uv) - 1).to(y.dtype)  # RGB [-1, 1], clamped
 
 
 

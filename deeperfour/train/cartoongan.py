@@ -68,7 +68,7 @@ from deeperfour.models.cartoongan import (
 )
 from deeperfour.train import distributed
 from deeperfour.train.common import Checkpointer, LossLog, set_rng_state, truncate_curves
-from deeperfour.train.structure_target import structure_targets
+from deeperfour.train.structure_target import STRUCTURES, abstraction_targets, structure_targets
 
 FeaturesFn = Callable[..., Mapping[str, torch.Tensor]]
 STATE_FILE = "train_state.pt"
@@ -116,7 +116,9 @@ class TrainConfig:
     recipe: str = "paper"
     structure_init: bool = True  # whitebox: the init phase reconstructs the structure targets, not the photos
     structure_segment_px: float = 330.0  # whitebox: mean SLIC superpixel area of the structure targets, px
+    structure: str = "slic"  # whitebox: pseudo-target: slic (superpixel means + ink) | abstraction
     omega_structure: float = 0.0  # whitebox: weight of Eq. (7)'s distance to the structure target, GAN phase
+    structure_pixel: float = 0.0  # whitebox: weight of an L1 pixel term to the structure target, GAN phase
     w_surface: float = 1.0  # whitebox: adversarial weight of the surface discriminator (guided filter)
     w_texture: float = 1.0  # whitebox: adversarial weight of the texture discriminator (random gray)
     w_color: float = 0.0  # whitebox: weight of the chroma loss to the input photo (YUV)
@@ -135,7 +137,8 @@ class TrainConfig:
         keys = ("variant", "crop", "batch", "init_steps", "gan_steps", "lr", "lr_d", "beta1", "beta2",
                 "omega", "init_pixel", "content_layer", "lr_decay", "precision", "seed", "n_snapshots",
                 "log_every", "checkpoint_every")
-        recipe = ("recipe", "structure_init", "structure_segment_px", "omega_structure",
+        recipe = ("recipe", "structure_init", "structure_segment_px", "structure", "omega_structure",
+                  "structure_pixel",
                   "w_surface", "w_texture", "w_color", "guided_radius", "guided_eps",
                   "chroma")  # absent: the paper's recipe
         return cls(style=style, **{k: p[k] for k in keys}, **{k: p[k] for k in recipe if k in p})
@@ -146,6 +149,8 @@ class TrainConfig:
         if self.crop < 8 or self.batch < 1:
             raise ValueError(f"crop={self.crop}, batch={self.batch}: expected crop >= 8, batch >= 1")
         self.structure_init = as_bool(self.structure_init, "structure_init")  # "true" from papermill
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"structure={self.structure!r}: choose {' or '.join(STRUCTURES)}")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe={self.recipe!r}: choose {' or '.join(RECIPES)}")
 
@@ -258,7 +263,10 @@ def _whitebox_step(cfg: TrainConfig, G, D_s, D_s_ddp, D_t, D_t_ddp, opt_g, opt_d
     grayscales with the edge-promoting labels of Eqs. (4)-(6): cartoons real, edge-smoothed cartoons and
     G(p) fake. G minimizes
         w_surface L_adv(D_s) + w_texture L_adv(D_t) + omega L_con(G(p), p) [Eq. 7]
-        + omega_structure L_con(G(p), structure target) + w_color |UV(G(p)) - UV(p)|.
+        + omega_structure L_con(G(p), structure target) + structure_pixel |G(p) - structure target|
+        + w_color |UV(G(p)) - UV(p)|.
+    The structure target is ``structure``: SLIC means + ink (``slic``), or the abstraction baseline's own
+    output (``abstraction``, AnimeGANv3's classical pseudo-target).
     A term with weight 0 is skipped with its discriminator (the ablations).
     """
     c, e = cartoons  # (B, 3, h, w) cartoons and their edge-smoothed copies
@@ -291,9 +299,11 @@ def _whitebox_step(cfg: TrainConfig, G, D_s, D_s_ddp, D_t, D_t_ddp, opt_g, opt_d
         con = content_loss(features, fake, p, cfg.content_layer).float()  # Eq. (7)
         struct = content_loss(features, fake, target, cfg.content_layer).float() if cfg.omega_structure \
             else torch.zeros((), device=device)
+        struct_px = (fake.float() - target).abs().mean() if cfg.structure_pixel \
+            else torch.zeros((), device=device)
         col = color_loss(fake.float(), p)
         loss_g = (cfg.w_surface * adv_s + cfg.w_texture * adv_t + cfg.omega * con
-                  + cfg.omega_structure * struct + cfg.w_color * col)
+                  + cfg.omega_structure * struct + cfg.structure_pixel * struct_px + cfg.w_color * col)
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
@@ -301,6 +311,7 @@ def _whitebox_step(cfg: TrainConfig, G, D_s, D_s_ddp, D_t, D_t_ddp, opt_g, opt_d
     D_t.requires_grad_(True)
     values = {"gan/content": con.item(), "gan/g_adv": (adv_s + adv_t).item(), "gan/d_loss": loss_d.item(),
               "gan/surface": adv_s.item(), "gan/texture": adv_t.item(), "gan/structure": struct.item(),
+              "gan/structure_pixel": struct_px.item(),
               "gan/color": col.item()}
     if cfg.w_texture:
         with torch.no_grad():
@@ -370,7 +381,9 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
     photos_t, cart_t, smooth_t = to_tensor(photos), to_tensor(cartoons), to_tensor(smoothed)
     if white:  # (N, 3, S, S) uint8: the structure pseudo-targets, aligned with the photos
         struct_t = to_tensor(structure_targets(photos, cfg.structure_segment_px,
-                                               progress=progress and ctx.is_main))
+                                               progress=progress and ctx.is_main)
+                             if cfg.structure == "slic" else
+                             abstraction_targets(photos, progress=progress and ctx.is_main))
     snapshots = set(cfg.snapshot_steps())
     if step == 0 and ctx.is_main:
         for stale in snap_dir.glob("step_*.png"):  # left by an earlier run with another configuration

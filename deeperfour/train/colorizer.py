@@ -63,7 +63,9 @@ class NoGANConfig:
     steps_gan: int = 40  # phase 4 steps
     lr: float = 1e-3  # decoder learning rate in phases 1-2 (Adam)
     encoder_lr_factor: float = 0.1  # encoder lr = lr x this once unfrozen
-    unfreeze_from: str = "conv1_1"  # first encoder layer that trains once unfrozen (conv3_1: CPU saver)
+    # first encoder layer that trains once unfrozen (VGG: conv3_1 = CPU saver; ResNet: stem, layer1..4;
+    # EfficientNet-Lite0: stem, s2..s32 by output stride, VGG's conv3_1 read as s8)
+    unfreeze_from: str = "conv1_1"
     gan_lr: float = 5e-5  # generator learning rate in the GAN phase
     ttur: float = 5.0  # critic lr = gan_lr x ttur (two time-scale update rule)
     adv_weight: float = 0.05  # weight of the hinge generator loss next to the feature loss

@@ -1,6 +1,5 @@
 """The colorizer's ResNet encoder option: shapes, local torchvision weights, checkpoints, freezing, NoGAN."""
 
-import numpy as np
 import pytest
 import torch
 import torchvision
@@ -13,7 +12,8 @@ from deeperfour.models.colorizer import (
 )
 from deeperfour.models.colorizer_resnet import STAGE_START, ResNetColorizer
 from deeperfour.models.colorizer_unet import UV_RANGE
-from deeperfour.train.colorizer import NoGANConfig, train_colorizer
+
+from helpers import nogan_smoke
 
 CFG18 = ColorizerConfig(width=16, encoder="resnet18")
 
@@ -105,12 +105,6 @@ def test_set_encoder_trainable(tiny):
 
 
 def test_nogan_smoke_with_resnet18(tmp_path):
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(3)]
-    cfg = NoGANConfig(sizes=(32, 32), batch=(2, 2), steps_frozen=1, steps_unfrozen=1, steps_critic=0,
-                      steps_gan=1, unfreeze_from="layer3", precision="fp32", layer_weights={"relu2_2": 0.1})
-    model = train_colorizer(images, tmp_path, CFG18, cfg, seed=0, progress=False, pretrained=False)
+    model, uv = nogan_smoke(tmp_path, CFG18, 32, "layer3", steps_critic=0)
     assert isinstance(model, ResNetColorizer)
-    with torch.no_grad():
-        uv = model(torch.rand(1, 1, 32, 32))
     assert uv.shape == (1, 2, 32, 32) and torch.isfinite(uv).all()

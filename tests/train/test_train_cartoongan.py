@@ -140,3 +140,21 @@ def test_boolean_parameters_arrive_as_strings_from_papermill():
     assert TrainConfig(structure_init="true").structure_init is True
     with pytest.raises(ValueError, match="structure_init='maybe': expected true or false"):
         TrainConfig(structure_init="maybe")
+
+
+def test_abstraction_pseudo_targets_train_with_their_pixel_term(tmp_path):
+    """structure="abstraction": the targets are the abstraction baseline's output (AnimeGANv3's classical
+    pseudo-targets) and the GAN phase logs the L1 pixel term to them; an unknown kind is refused."""
+    from deeperfour.infer.abstraction import abstract
+    from deeperfour.train.structure_target import abstraction_targets
+
+    photos = PHOTOS[:2]
+    targets = abstraction_targets(photos, progress=False)
+    assert all(np.array_equal(t, abstract(p)) for t, p in zip(targets, photos, strict=True))
+    cfg = TrainConfig(**{**WHITE.__dict__, "structure": "abstraction", "structure_pixel": 2.0,
+                         "init_steps": 1, "gan_steps": 2})
+    assert run(tmp_path, cfg=cfg).steps == 3
+    values = read_curves(tmp_path / "dvclive")["gan/structure_pixel"][1]
+    assert len(values) and all(v > 0 for v in values)
+    with pytest.raises(ValueError, match="structure='superpixels': choose slic or abstraction"):
+        TrainConfig(structure="superpixels")
