@@ -125,10 +125,15 @@ def wait_for(driver, css: str, timeout: float, log: Path | None = None, n: int =
 
 
 def digest_changes(driver, img_css: str, before: str, timeout: float = 60.0) -> str:
+    from selenium.common.exceptions import StaleElementReferenceException
+
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         img = driver.find_elements("css selector", img_css)
-        d = driver.execute_async_script(IMAGE_DIGEST, img[0] if img else None)
+        try:
+            d = driver.execute_async_script(IMAGE_DIGEST, img[0] if img else None)
+        except StaleElementReferenceException:  # the widget re-rendered between find and read: look again
+            d = None
         if d and not d.startswith("error") and d != before:
             return d
         time.sleep(0.3)
