@@ -17,9 +17,16 @@ from deeperfour.train.structure_target import mean_fill, structure_target
 
 
 def test_box_filter_is_the_clipped_window_mean():
-    x = torch.arange(25.0).reshape(1, 1, 5, 5)
-    out = box_filter(x, 1)
-    assert out[0, 0, 2, 2] == x[0, 0, 1:4, 1:4].mean() and out[0, 0, 0, 0] == x[0, 0, :2, :2].mean()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 2, 7, 11, generator=gen).to(memory_format=torch.channels_last)  # as the generators feed it
+    r = 2
+    out = box_filter(x, r)
+    expect = torch.empty_like(out)
+    for i in range(7):
+        for j in range(11):  # brute force: the mean of the window clipped at the border
+            expect[:, :, i, j] = x[:, :, max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1].mean(dim=(2, 3))
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, expect, atol=1e-6, rtol=0)
 
 
 def test_surface_keeps_flat_regions_and_steps_and_drops_texture():
