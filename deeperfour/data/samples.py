@@ -13,7 +13,7 @@
 A user's own films go in ``data/films/``, their own cartoon frames in
 ``data/cartoons/<style>/``. ``deeperfour data photos`` (``make data``) adds the photographs
 among Debian-packaged wallpapers and OpenCV's sample data to ``data/extended/photos`` (colorizer
-training stills); ``deeperfour data extended`` also openclipart SVGs (``make data-extended``).
+training stills).
 """
 
 from __future__ import annotations
@@ -62,8 +62,7 @@ SAMPLES_DIR = DATA / "samples"
 EXTENDED_DIR = DATA / "extended"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
-# Debian packages of offline photos and clip art (see shared data-sources notes)
-CLIPART_DIR = "/usr/share/openclipart/svg"
+# Debian packages of offline photos
 PHOTO_PACKAGES = ("lomiri-wallpapers-16.04", "mate-backgrounds", "plasma-workspace-wallpapers", "opencv-doc")
 _PLASMA = "usr/share/wallpapers/{}/contents/images/{}"
 _LOMIRI = "usr/share/backgrounds/{}_by_{}.jpg"
@@ -188,21 +187,6 @@ def materialize_photos(root: Path | None = None, source: str | os.PathLike = "/"
             _copy_atomic(src, dst)
         out.append(dst)
     return out
-
-
-def materialize_extended(root: Path | None = None, max_clipart: int = 2000) -> dict[str, int]:
-    """openclipart SVGs (Debian ``openclipart-svg``, installed) into ``extended/clipart``: the optional
-    clip-art cartoon style. Returns counts (the photos of ``materialize_photos`` already there too)."""
-    root = Path(root or EXTENDED_DIR)
-    clip = sorted(Path(CLIPART_DIR).rglob("*.svg"))[:max_clipart] if Path(CLIPART_DIR).exists() else []
-    if not clip:
-        raise FileNotFoundError(f"no SVGs under {CLIPART_DIR} (apt-get install openclipart-svg)")
-    for src in clip:
-        dst = root / "clipart" / src.relative_to(CLIPART_DIR)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if not dst.exists():
-            _copy_atomic(src, dst)
-    return {"photos": len(list_images(root / "photos")), "clipart": len(clip)}
 
 
 def load_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:

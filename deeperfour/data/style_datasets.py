@@ -12,8 +12,11 @@ cartoons e_j of Eq. (5). This module builds them once, as lossless PNG crops, in
 
 Style sources (``deeperfour.data.samples.style_sources``): the built-in ``bunny`` (Big Buck Bunny) and every
 folder ``data/cartoons/<style>/`` of images or videos; videos are streamed, every k-th frame kept.
-Optional ``clipart``: the openclipart SVGs of ``make data-extended`` (``data/extended/clipart``),
-rendered with cairosvg when that package is importable (skipped with a note otherwise).
+Optional ``clipart`` (when ``<art_dir>/openclipart`` exists; ``make data`` writes it,
+``deeperfour.data.openclipart``): public-domain clip art (animals, people, food, buildings, ...) as SVGs,
+rendered with cairosvg when that package is importable (skipped with a note otherwise). Its crops draw
+from their own seeded generator, so adding it leaves every other style's crops and the photo domain as
+they were.
 Optional ``scratch`` (when ``art_dir`` is given and ``<art_dir>/scratch`` exists; ``make data`` writes it,
 ``deeperfour.data.debian_art``): the flat cartoon scenes and the ink-outline sprites of Debian's
 ``scratch`` package (CC-BY-SA-3.0, MIT), sprites composited over white; built last, so the styles
@@ -45,7 +48,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from deeperfour.data import samples
+from deeperfour.data import openclipart, samples
 from deeperfour.data.debian_art import load_art
 from deeperfour.data.edges import edge_mask, edge_smooth, random_crops
 from deeperfour.film.resize import shrink
@@ -116,6 +119,21 @@ def _render_svg(path: Path, size: int) -> np.ndarray:
     alpha = img[..., 3:4].astype(np.float32) / 255.0  # (H, W, 1)
     rgb = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB).astype(np.float32)  # (H, W, 3)
     return np.round(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+
+
+def _clipart_image(path: Path, side: int, scale: float = 1.25) -> np.ndarray:
+    """An SVG drawn so that its longer side is ``scale`` x the crop ``side``, on a white canvas of at least
+    ``side`` x ``side``: every random crop then shows most of the drawing. Rendered larger (at
+    ``max_side``, as before), a 256-px crop of clip art was often the empty white around it."""
+    img = _render_svg(path, 2 * side)  # (h, 2 side, 3): cairosvg renders by width
+    h, w = img.shape[:2]
+    f = scale * side / max(h, w)
+    img = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    h, w = img.shape[:2]
+    canvas = np.full((max(h, side), max(w, side), 3), 255, np.uint8)
+    y, x = (canvas.shape[0] - h) // 2, (canvas.shape[1] - w) // 2
+    canvas[y : y + h, x : x + w] = img
+    return canvas  # (>= side, >= side, 3) uint8
 
 
 def clipart_available() -> bool:
@@ -207,7 +225,7 @@ def _build_style(name: str, files: Sequence[Path], out: Path, cfg: DatasetConfig
         if _is_video(f):
             images: Iterator[np.ndarray] = (fr for _, fr in _video_frames(f, cfg.style_frame_stride))
         elif f.suffix.lower() == ".svg":
-            images = iter([_render_svg(f, max(cfg.crop, cfg.max_side or cfg.crop))])
+            images = iter([_clipart_image(f, cfg.crop)])
         else:
             images = iter([load(f)])
         for img in images:
@@ -286,6 +304,18 @@ def _art_record(art_dir: Path, scratch: dict[str, list[Path]]) -> dict:
                      "photos": "photo domain stills", "cutouts": "not used (real-vs-drawn probe)"}}
 
 
+def _clipart_record(art_dir: Path, n_files: int, n_used: int) -> dict:
+    """The manifest's ``art.clipart``: where the SVGs are, how many were rendered, their licence."""
+    root = art_dir / openclipart.CLIPART_DIR.name
+    try:
+        source = json.loads((root / openclipart.SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        source = {"package": openclipart.APT_PACKAGE, "licence": openclipart.LICENCE,
+                  "note": f"no readable {openclipart.SOURCE_FILE}: rewrite it with `deeperfour data clipart`"}
+    return {**source, "dir": _rel(root, art_dir.parent), "counts": {"svgs": n_files, "rendered": n_used},
+            "used": {"svgs": f"style {CLIPART_STYLE} (over white; real-vs-drawn probe)"}}
+
+
 def build_datasets(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: DatasetConfig,
                    styles: Sequence[str] | None = None, progress: bool = True,
                    art_dir: str | os.PathLike | None = None) -> dict:
@@ -304,16 +334,20 @@ def build_datasets(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
     sources = samples.style_sources(data_dir)
     notes: dict[str, str] = {}
     art: dict[str, dict] = {}
-    svgs = sorted((data_dir / "extended" / "clipart").rglob("*.svg"))
+    loaders: dict[str, Callable[[Path], np.ndarray]] = {}
+    roots: dict[str, Path] = {}
+    svgs = openclipart.clipart_files(art_dir)
     if svgs and cfg.clipart_max > 0 and (styles is None or CLIPART_STYLE in styles):
-        if clipart_available():
-            sources[CLIPART_STYLE] = svgs[: cfg.clipart_max]
+        if clipart_available():  # at most clipart_max, evenly spaced over the categories
+            n = min(cfg.clipart_max, len(svgs))
+            keep = np.unique(np.linspace(0, len(svgs) - 1, n).round().astype(int))
+            sources[CLIPART_STYLE] = [svgs[i] for i in keep]
+            roots[CLIPART_STYLE] = art_dir.parent
+            art[CLIPART_STYLE] = _clipart_record(art_dir, len(svgs), len(keep))
         else:
             notes[CLIPART_STYLE] = ("skipped: cairosvg is not importable, so the openclipart SVGs "
                                     "cannot be rendered (pip install cairosvg to add this style)")
     scratch = scratch_sources(art_dir)
-    loaders: dict[str, Callable[[Path], np.ndarray]] = {}
-    roots: dict[str, Path] = {}
     if scratch:
         art[SCRATCH_STYLE] = _art_record(art_dir, scratch)
         drawn = [p for k in SCRATCH_STYLE_KINDS for p in scratch[k]]  # scenes, then sprites
@@ -347,8 +381,10 @@ def build_datasets(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg:
     try:
         manifest = {"config": asdict(cfg), "styles": {}, "notes": notes, "art": art}
         for name, files in sources.items():
+            # clipart crops from a generator of their own: the other styles and the photos keep theirs
+            style_rng = np.random.default_rng([cfg.seed, 1]) if name == CLIPART_STYLE else rng
             manifest["styles"][name] = _build_style(
-                name, files, tmp / "styles" / name, cfg, rng, roots.get(name, data_dir), progress,
+                name, files, tmp / "styles" / name, cfg, style_rng, roots.get(name, data_dir), progress,
                 load=loaders.get(name, samples.load_image))
         manifest["photo"] = _build_photos(data_dir, tmp / "photo", cfg, rng, progress, art_dir)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
