@@ -31,6 +31,7 @@ from deeperfour.core.precision import autocast
 from deeperfour.film.flow import estimate_flow, occlusion_mask, to_gray_u8, warp_torch
 from deeperfour.film.resize import fit_longer_side, resize
 from deeperfour.film.video import LOSSLESS_SUFFIX, VideoWriter, probe, read_frames
+from deeperfour.infer.abstraction import abstract
 from deeperfour.models.cartoongan import (
     GENERATOR_FILE,
     MIN_SIDE,
@@ -114,6 +115,15 @@ def load_style(name: str, trained_dir: str | os.PathLike = "build/train_cartoong
     raise KeyError(f"unknown cartoon style {name!r}; available: {', '.join(have) or 'none'} ({hint})")
 
 
+def prior_inputs(generator: nn.Module, frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """What ``generator`` takes for these RGB uint8 frames (B, H, W, 3): the frames themselves, or, for a
+    generator trained on the abstraction prior (``CartoonGANConfig.prior``), each frame's classical
+    abstraction (``infer.abstraction.abstract``, default knobs, per frame as in training), (B, H, W, 3)."""
+    if getattr(getattr(generator, "cfg", None), "prior", "none") == "none":
+        return frames if isinstance(frames, np.ndarray) else np.stack(frames)
+    return np.stack([abstract(np.ascontiguousarray(f)) for f in frames])
+
+
 @torch.inference_mode()
 def cartoonize_batch(generator: nn.Module, frames: np.ndarray | Sequence[np.ndarray],
                      device: str | torch.device = "cpu", precision: str = "bf16") -> np.ndarray:
@@ -124,7 +134,7 @@ def cartoonize_batch(generator: nn.Module, frames: np.ndarray | Sequence[np.ndar
     the pads and norms so): the fast bf16 layout on CPUs. The output permutes back to NHWC without a copy.
     The generator's weights may keep any layout.
     """
-    frames = np.ascontiguousarray(frames if isinstance(frames, np.ndarray) else np.stack(frames))  # (B,H,W,3)
+    frames = np.ascontiguousarray(prior_inputs(generator, frames))  # (B, H, W, 3)
     x = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W) NHWC
     with autocast(device, precision):
         return to_uint8(generator(x))  # (B, H, W, 3)
@@ -141,7 +151,8 @@ def cartoonize_images(generator: nn.Module, images: np.ndarray, device: torch.de
     """
     out = []
     for i in range(0, len(images), batch):
-        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).permute(0, 3, 1, 2).contiguous()
+        chunk = prior_inputs(generator, images[i : i + batch])  # (b, H, W, 3)
+        x = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2).contiguous()
         x = to_unit(x.to(device))  # (b, 3, H, W) in [-1, 1]
         with autocast(device, precision):
             out.append(to_uint8(generator(x)))
@@ -234,6 +245,7 @@ class TemporalCartoonizer:
         if (rh, rw) != (h, w):
             frame = cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_AREA)
             src = cv2.resize(src, (rw, rh), interpolation=cv2.INTER_AREA)
+        frame = prior_inputs(self.model, [frame])[0]  # (h, w, 3): the frame or its abstraction
         x = to_unit(torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)[None])
         if self.prev_out is None:
             with autocast(self.device, self.precision):

@@ -55,6 +55,7 @@ class CartoonGANWeightsError(ValueError):
 
 
 CHROMA_MODES = ("free", "mean", "input")  # CartoonGANConfig.chroma
+PRIORS = ("none", "abstraction")  # CartoonGANConfig.prior
 
 
 @dataclass
@@ -73,6 +74,9 @@ class CartoonGANConfig:
     d_base_channels: int = 32  # discriminator first-conv width (paper Fig. 2: k3n32s1)
     d_norm: str = "instance"  # discriminator norm: "instance" | "batch"
     chroma: str = "free"  # output chroma: "free" (G's own) | "mean" | "input" (see anchor_chroma)
+    prior: str = "none"  # "none": G(photo), the paper | "abstraction": G's input is the classical
+    #   abstraction A of the photo (infer/abstraction.py; the callers in infer/ compute it) and G corrects
+    #   it, y = clamp(A + T(A)) with the output conv zero-initialized: training starts at the abstraction
 
     def __post_init__(self):
         if self.variant not in _PRESETS:
@@ -86,6 +90,8 @@ class CartoonGANConfig:
             raise ValueError(f"CartoonGANConfig.resize_mode={self.resize_mode!r}: expected nearest|bilinear")
         if self.chroma not in CHROMA_MODES:
             raise ValueError(f"CartoonGANConfig.chroma={self.chroma!r}: expected one of {CHROMA_MODES}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"CartoonGANConfig.prior={self.prior!r}: expected one of {PRIORS}")
         if self.d_norm not in ("instance", "batch"):
             raise ValueError(f"CartoonGANConfig.d_norm={self.d_norm!r}: expected 'instance' or 'batch'")
         if self.base_channels < 1 or self.n_res_blocks < 0 or self.d_base_channels < 1:
@@ -254,6 +260,9 @@ class CartoonGenerator(nn.Module):
         # 5. output conv: 7x7 to RGB, reflection pad 3, then tanh
         self.deconv03_1 = _conv_reflect(c1, 3, 7)
         _init_gan_weights(self)
+        if cfg.prior != "none":  # a correction of the prior that starts at zero: G(A) = A before training
+            nn.init.zeros_(self.deconv03_1.weight)
+            nn.init.zeros_(self.deconv03_1.bias)
 
     def _upsampler(self, cin: int, cout: int) -> nn.Module:
         if self.cfg.upsample == "deconv":
@@ -268,6 +277,8 @@ class CartoonGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """RGB in [-1, 1], (B, 3, H, W) -> cartoon RGB in [-1, 1], (B, 3, H, W).
 
+        With ``cfg.prior = "abstraction"``, ``x`` is the abstraction of the photo (not the photo) and the
+        output is ``clamp(x + trunk(x), -1, 1)``: the trunk draws a correction of the classical cartoon.
         Fast inference: pass a channels-last ``x`` (and ``model.to(memory_format=torch.channels_last)``);
         every layer then stays channels-last (see ``ops.py``).
         """
@@ -277,7 +288,13 @@ class CartoonGenerator(nn.Module):
         if frame_by_frame(x):
             return torch.cat([self(x[i : i + 1]) for i in range(len(x))])  # (B, 3, H, W) channels-last
         y = self.conv01_1(_pad_to_multiple(x, 4))  # (B, C1, H4, W4)
-        y = self.trunk(y)[..., :h, :w]  # (B, 3, H, W)
+        return self.finish(self.trunk(y)[..., :h, :w], x)  # (B, 3, H, W)
+
+    def finish(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's output ``y`` and the input ``x`` (both (B, 3, H, W) RGB) -> the output: the prior
+        plus the correction (``prior``), then the chroma anchor (``chroma``)."""
+        if self.cfg.prior != "none":
+            y = (x + y).clamp(-1.0, 1.0)  # (B, 3, H, W): the abstraction plus the learned correction
         return y if self.cfg.chroma == "free" else anchor_chroma(y, x, self.cfg.chroma)
 
     def trunk(self, y: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,6 @@ from deeperfour.models.cartoongan import (
     _pad_to_multiple,
     _save_checkpoint,
     _torch_load,
-    anchor_chroma,
     config_from_dict,
 )
 
@@ -111,7 +110,7 @@ class TemporalCartoonGenerator(nn.Module):
         y = g.trunk(y)[..., :h, :w]  # (B, 3, H, W)
         if self.bgr:  # RGB out
             y, x = y.flip(1), x.flip(1)
-        return y if self.cfg.chroma == "free" else anchor_chroma(y, x, self.cfg.chroma)
+        return g.finish(y, x)
 
     # ------------------------------------------------------------------------------------------
     # checkpoints

@@ -125,6 +125,9 @@ class TrainConfig:
     guided_radius: int = 5  # whitebox: guided-filter window radius of the surface representation, px
     guided_eps: float = 0.2  # whitebox: guided-filter eps (on [-1, 1] images)
     chroma: str = "free"  # G's output chroma: free | mean | input (models.cartoongan.anchor_chroma)
+    prior: str = "none"  # G's input: none = the photo (paper) | abstraction = the photo's classical
+    #   abstraction, which G corrects (models.cartoongan.CartoonGANConfig.prior); the losses still compare
+    #   G's output with the photo (Eq. 7, color)
     seed: int = 0  # seed of init and batch sampling
     n_snapshots: int = 3  # grid snapshots during the GAN phase (plus before training and after init)
     log_every: int = 5  # steps between loss log rows
@@ -140,7 +143,7 @@ class TrainConfig:
         recipe = ("recipe", "structure_init", "structure_segment_px", "structure", "omega_structure",
                   "structure_pixel",
                   "w_surface", "w_texture", "w_color", "guided_radius", "guided_eps",
-                  "chroma")  # absent: the paper's recipe
+                  "chroma", "prior")  # absent: the paper's recipe
         return cls(style=style, **{k: p[k] for k in keys}, **{k: p[k] for k in recipe if k in p})
 
     def __post_init__(self):
@@ -161,7 +164,7 @@ class TrainConfig:
     def model_config(self) -> CartoonGANConfig:
         return CartoonGANConfig(variant=self.variant, base_channels=self.base_channels,
                                 n_res_blocks=self.n_res_blocks, d_base_channels=self.d_base_channels,
-                                chroma=self.chroma)
+                                chroma=self.chroma, prior=self.prior)
 
     def snapshot_steps(self) -> list[int]:
         """Step counts after which the grid is rendered: 0, end of init, n_snapshots GAN-phase points."""
@@ -255,7 +258,8 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def _whitebox_step(cfg: TrainConfig, G, D_s, D_s_ddp, D_t, D_t_ddp, opt_g, opt_d, opt_dt,
-                   features: FeaturesFn, p: torch.Tensor, target: torch.Tensor, cartoons: list[torch.Tensor],
+                   features: FeaturesFn, x: torch.Tensor, p: torch.Tensor, target: torch.Tensor,
+                   cartoons: list[torch.Tensor],
                    gray_rng: torch.Generator, device: torch.device) -> dict[str, float]:
     """One GAN step of the whitebox recipe; returns the logged values.
 
@@ -267,12 +271,13 @@ def _whitebox_step(cfg: TrainConfig, G, D_s, D_s_ddp, D_t, D_t_ddp, opt_g, opt_d
         + w_color |UV(G(p)) - UV(p)|.
     The structure target is ``structure``: SLIC means + ink (``slic``), or the abstraction baseline's own
     output (``abstraction``, AnimeGANv3's classical pseudo-target).
-    A term with weight 0 is skipped with its discriminator (the ablations).
+    A term with weight 0 is skipped with its discriminator (the ablations). ``x``: G's input, the photo
+    ``p`` itself or its abstraction (``prior``); every term compares G's output with ``p`` or the target.
     """
     c, e = cartoons  # (B, 3, h, w) cartoons and their edge-smoothed copies
     r, eps = cfg.guided_radius, cfg.guided_eps
     with autocast(device, cfg.precision):
-        fake = G(p)  # (B, 3, h, w) G(p_k)
+        fake = G(x)  # (B, 3, h, w) G(p_k)
         loss_d = torch.zeros((), device=device)
         if cfg.w_surface:
             ds_real = D_s_ddp(surface_representation(c, r, eps)).float()
@@ -379,11 +384,14 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
     log = LossLog(live_dir, resume=step > 0)
 
     photos_t, cart_t, smooth_t = to_tensor(photos), to_tensor(cartoons), to_tensor(smoothed)
-    if white:  # (N, 3, S, S) uint8: the structure pseudo-targets, aligned with the photos
-        struct_t = to_tensor(structure_targets(photos, cfg.structure_segment_px,
-                                               progress=progress and ctx.is_main)
-                             if cfg.structure == "slic" else
-                             abstraction_targets(photos, progress=progress and ctx.is_main))
+    show = progress and ctx.is_main
+    # (N, 3, S, S) uint8, aligned with the photos: the abstraction, where G's input or target needs it
+    abstr_t = to_tensor(abstraction_targets(photos, progress=show)) \
+        if mcfg.prior == "abstraction" or (white and cfg.structure == "abstraction") else None
+    if white:  # the structure pseudo-targets
+        struct_t = to_tensor(structure_targets(photos, cfg.structure_segment_px, progress=show)) \
+            if cfg.structure == "slic" else abstr_t
+    inputs_t = abstr_t if mcfg.prior == "abstraction" else None  # G's inputs, when not the photos
     snapshots = set(cfg.snapshot_steps())
     if step == 0 and ctx.is_main:
         for stale in snap_dir.glob("step_*.png"):  # left by an earlier run with another configuration
@@ -417,16 +425,16 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
             for group in opt.param_groups:
                 group["lr"] = base * _lr_at(cfg, s)
         # the global batch, the same on every rank, then this rank's rows (B/W = B in one process)
-        if white:  # the photos p_k and their structure targets, the same windows
-            p, target = (t.to(device) for t in ctx.shard(*sampler.sample(photos_t, struct_t)))
-            target = target if cfg.structure_init else p
-        else:
-            p = target = ctx.shard(*sampler.sample(photos_t)).to(device)  # (B/W, 3, c, c) photos p_k
+        # the photos p_k, their structure targets (whitebox) and G's inputs x_k: the same windows
+        sets = [photos_t] + ([struct_t] if white else []) + ([inputs_t] if inputs_t is not None else [])
+        p, *rest = (ctx.shard(t).to(device) for t in sampler.sample(*sets))  # each (B/W, 3, c, c)
+        target = (rest[0] if cfg.structure_init else p) if white else p
+        x = rest[-1] if inputs_t is not None else p  # G's input: the photo, or its abstraction
         if s < cfg.init_steps:
             # 2a. initialization phase: reconstruction with the content loss (Eq. 7) of the photo, or
             # (whitebox) of its structure target: flat superpixel colors with ink lines
             with autocast(device, cfg.precision):
-                y = G_ddp(p)  # (B/W, 3, c, c)
+                y = G_ddp(x)  # (B/W, 3, c, c)
                 con = content_loss(features, y, target, cfg.content_layer).float()  # Eq. (7)
                 loss = con + cfg.init_pixel * (y.float() - target).abs().mean() if cfg.init_pixel else con
             opt_g.zero_grad(set_to_none=True)
@@ -436,12 +444,12 @@ def train(cfg: TrainConfig, photos: np.ndarray, cartoons: np.ndarray, smoothed: 
         elif white:
             cartoons = [t.to(device) for t in ctx.shard(*sampler.sample(cart_t, smooth_t))]  # c, e
             values = _whitebox_step(cfg, G_ddp, D, D_ddp, D_t, ctx.wrap(D_t), opt_g, opt_d, opt_dt, features,
-                                    p, target, cartoons, gray_rng, device)
+                                    x, p, target, cartoons, gray_rng, device)
         else:
             c, e = (t.to(device) for t in ctx.shard(*sampler.sample(cart_t, smooth_t)))  # (B/W, 3, c, c)
             # 2b. D update: edge-promoting adversarial loss, Eqs. (4)-(6)
             with autocast(device, cfg.precision):
-                fake = G_ddp(p)  # (B/W, 3, c, c) G(p_k)
+                fake = G_ddp(x)  # (B/W, 3, c, c) G(p_k)
                 d_real, d_smooth, d_fake = D_ddp(c), D_ddp(e), D_ddp(fake.detach())  # (B/W, 1, c/4, c/4)
                 loss_d = discriminator_loss(d_real.float(), d_smooth.float(), d_fake.float())
             opt_d.zero_grad(set_to_none=True)

@@ -208,3 +208,26 @@ def test_zero_init_equals_an_anchored_base_generator():
         unanchored = CartoonGenerator(TINY["light"]).eval()
         unanchored.load_state_dict(base.state_dict())
         assert not torch.allclose(unanchored(x), base(x))
+
+
+def test_abstraction_prior_streams_the_per_frame_cartoon_of_the_abstraction():
+    """A generator trained on the abstraction prior gets each frame's abstraction in the temporal
+    cartoonizer as in the per-frame path (``cartoonize_frames``), and its output is the abstraction plus
+    its correction (here random, so not zero)."""
+    from dataclasses import replace
+
+    from deeperfour.infer.abstraction import abstract
+
+    col, gray = frames(4, 40, 48)
+    torch.manual_seed(0)
+    base = CartoonGenerator(replace(TINY["light"], prior="abstraction")).eval()
+    with torch.no_grad():  # the zero-initialized correction, as after training
+        base.deconv03_1.weight.copy_(rand(*base.deconv03_1.weight.shape, seed=5) * 0.01)
+    got = np.stack(list(stabilize(TemporalCartoonizer(TemporalCartoonGenerator(base), precision="fp32"),
+                                  col, gray, shot_starts=[2])))
+    per_frame = cartoonize_frames(base, list(col), precision="fp32")
+    np.testing.assert_array_equal(got, per_frame)
+    abstractions = np.stack([abstract(f) for f in col])
+    assert 0.5 < np.abs(per_frame.astype(int) - abstractions).mean() < 40
+    with pytest.raises(ValueError, match="prior='cel': expected one of"):
+        CartoonGANConfig(prior="cel")

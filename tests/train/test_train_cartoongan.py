@@ -158,3 +158,25 @@ def test_abstraction_pseudo_targets_train_with_their_pixel_term(tmp_path):
     assert len(values) and all(v > 0 for v in values)
     with pytest.raises(ValueError, match="structure='superpixels': choose slic or abstraction"):
         TrainConfig(structure="superpixels")
+
+
+# ------------------------------------------------------------------------------- prior: abstraction
+
+def test_abstraction_prior_starts_at_the_abstraction_and_trains_a_correction(tmp_path):
+    """prior="abstraction": G sees the photo's abstraction and adds a correction to it. Before any step G
+    returns the abstraction itself; after training the correction is not zero; the checkpoint carries the
+    prior, so every caller (``cartoonize_images``) feeds the abstraction again."""
+    from deeperfour.infer.abstraction import abstract
+    from deeperfour.infer.cartoonize import cartoonize_images
+
+    cfg = TrainConfig(**{**WHITE.__dict__, "prior": "abstraction", "structure": "abstraction",
+                         "init_steps": 0, "gan_steps": 0})
+    untrained = run(tmp_path / "zero", cfg=cfg).generator
+    abstractions = np.stack([abstract(p) for p in PHOTOS[:2]])
+    np.testing.assert_array_equal(cartoonize_images(untrained, PHOTOS[:2], "cpu", "fp32"), abstractions)
+    trained = run(tmp_path / "trained", cfg=TrainConfig(**{**cfg.__dict__, "gan_steps": 3}))
+    g = CartoonGenerator.from_checkpoint(trained.out_dir / "generator.pt")
+    assert g.cfg.prior == "abstraction"
+    out = cartoonize_images(g, PHOTOS[:2], "cpu", "fp32")
+    assert np.abs(out.astype(int) - abstractions).mean() > 0.5  # a correction was learned
+    np.testing.assert_array_equal(out, cartoonize_images(trained.generator, PHOTOS[:2], "cpu", "fp32"))
