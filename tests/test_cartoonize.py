@@ -161,3 +161,40 @@ def test_convert_default_style_is_the_stages_measured_choice(tmp_path, tiny_gene
     assert convert_default_style(trained) == ABSTRACTION
     assert _pick_style(None, trained, models) == (ABSTRACTION, "")
     assert _pick_style("bunny", trained, models) == ("bunny", str(trained / "bunny" / "generator.pt"))
+
+
+def test_abstraction_prior_is_streamed_through_each_shot_on_film(clip, tmp_path):
+    """A generator with the abstraction prior gets, on film, the abstraction streamed through each shot
+    (levels fixed per shot, flow-guided ink, restarted at the cut): the film, the streaming cartoonizer
+    and ``cartoonize_frames`` all feed it the same inputs. Its first frame of each shot is the still's
+    cartoon; a later frame is not the per-frame abstraction's cartoon (the stream has memory)."""
+    from dataclasses import replace
+
+    from deeperfour.infer.abstraction import AbstractionCartoonizer
+    from deeperfour.infer.cartoonize import prior_frames
+    from deeperfour.train.clips import cartoonize_frames
+
+    torch.manual_seed(0)
+    g = CartoonGenerator(replace(TINY, prior="abstraction")).eval()
+    with torch.no_grad():  # a non-zero correction, as after training
+        g.deconv03_1.weight.normal_(0, 0.01)
+    frames = np.stack(list(read_frames(clip)))  # (12, 48, 64, 3), a cut at 6
+    starts = [0, 6]
+    stream, want = AbstractionCartoonizer(), []
+    for i, f in enumerate(frames):
+        if i in starts:
+            stream.reset()
+        want.append(stream.step(f, f))
+    np.testing.assert_array_equal(prior_frames(g, frames, starts), np.stack(want))
+    per_frame = cartoonize_frames(g, list(frames), precision="fp32", shot_starts=starts)
+    film = tmp_path / "prior.mkv"
+    cartoonize_film(g, clip, film, batch=3, max_side=0, progress=False, precision="fp32", shot_starts=starts)
+    assert np.abs(np.stack(list(read_frames(film))).astype(int) - per_frame).max() <= 1
+    fc = FrameCartoonizer(g, precision="fp32", batch=3)
+    streamed = []
+    for s, e in ((0, 6), (6, 12)):
+        fc.reset()
+        streamed += list(fc.stream((f, f) for f in frames[s:e]))
+    assert np.abs(np.stack(streamed).astype(int) - per_frame).max() <= 1
+    stills = cartoonize_images(g, frames, "cpu", "fp32").astype(int)
+    assert all(np.abs(per_frame[i] - stills[i]).max() <= 1 for i in starts)

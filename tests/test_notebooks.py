@@ -53,6 +53,7 @@ def tiny_parameters(stage: str, root: Path) -> dict:
                              "out_dir": str(root / "build" / "prepare_datasets")},
         "train_cartoongan": {"n_preview": 2, "crop": 32, "batch": 2, "init_steps": 2, "gan_steps": 2,
                              "recipe": "whitebox", "chroma": "input", "omega_structure": 0.2, "w_color": 1.0,
+                             "prior": "abstraction", "structure": "abstraction", "paper_init_steps": 1,
                              "datasets_dir": str(root / "build" / "prepare_datasets"),
                              "film_path": str(root / "build" / "frames" / "color.mkv"),
                              "out_dir": str(root / "build" / "train_cartoongan")},

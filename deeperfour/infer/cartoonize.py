@@ -31,7 +31,7 @@ from deeperfour.core.precision import autocast
 from deeperfour.film.flow import estimate_flow, occlusion_mask, to_gray_u8, warp_torch
 from deeperfour.film.resize import fit_longer_side, resize
 from deeperfour.film.video import LOSSLESS_SUFFIX, VideoWriter, probe, read_frames
-from deeperfour.infer.abstraction import abstract
+from deeperfour.infer.abstraction import AbstractionCartoonizer, abstract
 from deeperfour.models.cartoongan import (
     GENERATOR_FILE,
     MIN_SIDE,
@@ -115,13 +115,42 @@ def load_style(name: str, trained_dir: str | os.PathLike = "build/train_cartoong
     raise KeyError(f"unknown cartoon style {name!r}; available: {', '.join(have) or 'none'} ({hint})")
 
 
-def prior_inputs(generator: nn.Module, frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-    """What ``generator`` takes for these RGB uint8 frames (B, H, W, 3): the frames themselves, or, for a
-    generator trained on the abstraction prior (``CartoonGANConfig.prior``), each frame's classical
-    abstraction (``infer.abstraction.abstract``, default knobs, per frame as in training), (B, H, W, 3)."""
-    if getattr(getattr(generator, "cfg", None), "prior", "none") == "none":
+def has_prior(generator: nn.Module) -> bool:
+    """Was ``generator`` trained on the abstraction prior (``CartoonGANConfig.prior``)? It then takes the
+    classical abstraction of a frame, not the frame."""
+    return getattr(getattr(generator, "cfg", None), "prior", "none") != "none"
+
+
+def prior_inputs(generator: nn.Module, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """What ``generator`` takes for these unrelated RGB uint8 images (B, H, W, 3): the images, or, with the
+    abstraction prior, each one's abstraction (``abstract``, default knobs, as in training)."""
+    if not has_prior(generator):
+        return images if isinstance(images, np.ndarray) else np.stack(images)
+    return np.stack([abstract(np.ascontiguousarray(f)) for f in images])
+
+
+def prior_stream(generator: nn.Module) -> AbstractionCartoonizer | None:
+    """For film: the abstraction prior as a shot-coherent stream (``AbstractionCartoonizer``: luminance
+    levels fixed per shot, ink blended along DIS flow; ``reset()`` at every shot start), so the generator's
+    input does not flicker; None for a generator that takes the frames themselves."""
+    return AbstractionCartoonizer() if has_prior(generator) else None
+
+
+def prior_frames(generator: nn.Module, frames: np.ndarray | Sequence[np.ndarray],
+                 shot_starts: Sequence[int] = (0,),
+                 sources: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """A clip's generator inputs (N, H, W, 3) uint8: the frames, or their streamed abstraction (reset at
+    ``shot_starts``; flow on ``sources``, the B&W frames, else on the frames' own gray)."""
+    stream = prior_stream(generator)
+    if stream is None:
         return frames if isinstance(frames, np.ndarray) else np.stack(frames)
-    return np.stack([abstract(np.ascontiguousarray(f)) for f in frames])
+    starts = set(shot_starts) | {0}
+    out = []
+    for i, f in enumerate(frames):
+        if i in starts:
+            stream.reset()
+        out.append(stream.step(f, f if sources is None else sources[i]))
+    return np.stack(out)
 
 
 @torch.inference_mode()
@@ -129,12 +158,15 @@ def cartoonize_batch(generator: nn.Module, frames: np.ndarray | Sequence[np.ndar
                      device: str | torch.device = "cpu", precision: str = "bf16") -> np.ndarray:
     """One generator call, the films' hot path: RGB uint8 frames (B, H, W, 3) -> cartoons (B, H, W, 3) uint8.
 
+    ``frames`` are the generator's inputs: for a generator with the abstraction prior, the frames'
+    abstraction (:func:`prior_stream` on film, :func:`prior_inputs` for unrelated images).
+
     The (B, 3, H, W) view of the NHWC frames is already channels-last, which a CartoonGAN generator keeps
     through every layer (a conv returns channels-last for a channels-last input, ``models/ops.py`` keeps
     the pads and norms so): the fast bf16 layout on CPUs. The output permutes back to NHWC without a copy.
     The generator's weights may keep any layout.
     """
-    frames = np.ascontiguousarray(prior_inputs(generator, frames))  # (B, H, W, 3)
+    frames = np.ascontiguousarray(frames if isinstance(frames, np.ndarray) else np.stack(frames))  # (B,H,W,3)
     x = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W) NHWC
     with autocast(device, precision):
         return to_uint8(generator(x))  # (B, H, W, 3)
@@ -168,7 +200,9 @@ class FrameCartoonizer:
 
     ``stream(pairs)`` takes (colorized (H, W, 3) uint8, source (H, W) uint8) pairs and yields cartoons
     (H, W, 3) uint8 in order, ``batch`` frames per generator call. Released styles run with the longer
-    side at their ``load_size`` (450) and are resized back. Stateless: ``reset()`` does nothing.
+    side at their ``load_size`` (450) and are resized back. A generator with the abstraction prior gets
+    the frames' shot-coherent abstraction (:func:`prior_stream`), which ``reset()`` restarts at each shot;
+    otherwise the cartoonizer is stateless.
     """
 
     name = "per_frame"
@@ -176,9 +210,11 @@ class FrameCartoonizer:
     def __init__(self, generator: nn.Module, device: torch.device | str = "cpu", precision: str = "auto",
                  batch: int = 1):
         self.generator, self.device, self.precision, self.batch = generator, device, precision, batch
+        self.prior = prior_stream(generator)
 
     def reset(self) -> None:
-        pass
+        if self.prior is not None:
+            self.prior.reset()
 
     def _run(self, frames: list[np.ndarray]) -> Iterator[np.ndarray]:
         hw = frames[0].shape[:2]
@@ -189,8 +225,8 @@ class FrameCartoonizer:
 
     def stream(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
         buf: list[np.ndarray] = []
-        for frame, _source in pairs:
-            buf.append(frame)
+        for frame, source in pairs:
+            buf.append(frame if self.prior is None else self.prior.step(frame, source))
             if len(buf) == self.batch:
                 yield from self._run(buf)
                 buf = []
@@ -223,10 +259,13 @@ class TemporalCartoonizer:
         self.device, self.precision = torch.device(device), precision
         self.flow, self.preset = flow, preset
         self.max_side = model.load_size if max_side is None else max_side
+        self.prior = prior_stream(model)  # the abstraction prior's shot-coherent stream, or None
         self.reset()
 
     def reset(self) -> None:
         """A shot starts: forget the previous output and source frame."""
+        if self.prior is not None:
+            self.prior.reset()
         self.prev_out: torch.Tensor | None = None  # (1, 3, h, w) float32 in [-1, 1], run size
         self.prev_src: np.ndarray | None = None  # (h, w) uint8 gray, run size
 
@@ -245,7 +284,8 @@ class TemporalCartoonizer:
         if (rh, rw) != (h, w):
             frame = cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_AREA)
             src = cv2.resize(src, (rw, rh), interpolation=cv2.INTER_AREA)
-        frame = prior_inputs(self.model, [frame])[0]  # (h, w, 3): the frame or its abstraction
+        if self.prior is not None:
+            frame = self.prior.step(frame, src)  # (h, w, 3): the frame's abstraction, coherent in the shot
         x = to_unit(torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)[None])
         if self.prev_out is None:
             with autocast(self.device, self.precision):
@@ -267,7 +307,8 @@ class TemporalCartoonizer:
 
 def cartoonize_film(generator: nn.Module, src: str | os.PathLike, dst: str | os.PathLike,
                     device: str | torch.device = "cpu", batch: int = 4, max_side: int | None = None,
-                    progress: bool = True, precision: str = "bf16") -> dict:
+                    progress: bool = True, precision: str = "bf16",
+                    shot_starts: Sequence[int] = (0,)) -> dict:
     """Cartoonize every frame of ``src`` into the lossless ``dst`` (.mkv): same fps, count, size, audio.
 
     Frames are decoded, batched (``batch`` frames), run through ``generator`` (RGB [-1, 1]) and
@@ -275,6 +316,7 @@ def cartoonize_film(generator: nn.Module, src: str | os.PathLike, dst: str | os.
     with the longer side shrunk to this many px (area) and resize the result back (bicubic) to the
     frame size; ``None`` = the generator's ``load_size`` (450 for released styles) or full size;
     0 = full size. ``precision``: "bf16" autocast (about 2x faster on CPUs with bf16 units) or "fp32".
+    ``shot_starts``: where the abstraction prior's stream restarts (generators with the prior only).
     Returns ``{"n_frames", "width", "height", "fps", "run_size", "seconds", "frames_per_second"}``.
     """
     src, dst = Path(src), Path(dst)
@@ -286,15 +328,14 @@ def cartoonize_film(generator: nn.Module, src: str | os.PathLike, dst: str | os.
         max_side = getattr(generator, "load_size", None)
     run_h, run_w = fit_longer_side(info.height, info.width, max_side, MIN_SIDE)
     # channels-last weights as well as inputs: the film then matches cartoonize_images() of the same
-    # frames bit for bit
-    # in fp32 (with NCHW weights a few pixels differ by one level); in place, like .eval()
+    # frames bit for bit in fp32 (with NCHW weights a few pixels differ by one level; with the abstraction
+    # prior, only the first frame of each shot has the same input); in place, like .eval()
     generator = generator.to(device, memory_format=torch.channels_last).eval()
+    prior, starts = prior_stream(generator), set(shot_starts) | {0}
     t0 = time.time()
     n = 0
 
-    def flush(frames: list[np.ndarray], writer: VideoWriter) -> None:
-        small = [f if (run_h, run_w) == f.shape[:2] else
-                 cv2.resize(f, (run_w, run_h), interpolation=cv2.INTER_AREA) for f in frames]
+    def flush(small: list[np.ndarray], writer: VideoWriter) -> None:
         y = cartoonize_batch(generator, small, device, precision)  # (b, h', w', 3) uint8
         for out in y:
             if out.shape[:2] != (info.height, info.width):
@@ -305,6 +346,12 @@ def cartoonize_film(generator: nn.Module, src: str | os.PathLike, dst: str | os.
         pending: list[np.ndarray] = []
         for frame in tqdm(read_frames(src), total=info.n_frames, desc=f"cartoonize {src.name}",
                           disable=not progress):
+            if (run_h, run_w) != frame.shape[:2]:
+                frame = cv2.resize(frame, (run_w, run_h), interpolation=cv2.INTER_AREA)
+            if prior is not None:  # the generator's input: the frame's abstraction, coherent in its shot
+                if n in starts:
+                    prior.reset()
+                frame = prior.step(frame, frame)
             pending.append(frame)
             n += 1
             if len(pending) == batch:

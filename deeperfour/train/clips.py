@@ -28,7 +28,7 @@ from deeperfour.film.color import luminance
 from deeperfour.film.resize import shrink
 from deeperfour.film.shots import detect_shots
 from deeperfour.film.video import read_frames
-from deeperfour.infer.cartoonize import cartoonize_batch
+from deeperfour.infer.cartoonize import cartoonize_batch, prior_frames
 from deeperfour.infer.colorize import colorize_frames
 
 TARGETS = ("colorized", "cartoon")  # the per-frame results a stabilizer can be trained on
@@ -84,10 +84,14 @@ def load_clips(folder: str | os.PathLike) -> list[Clip]:
 
 
 def cartoonize_frames(generator: nn.Module, frames: Sequence[np.ndarray], device: torch.device | str = "cpu",
-                      batch: int = 4, precision: str = "bf16") -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, H, W, 3) uint8 through a cartoon generator (RGB [-1, 1] interface)."""
-    return np.concatenate([cartoonize_batch(generator, frames[i : i + batch], device, precision)
-                           for i in range(0, len(frames), batch)])
+                      batch: int = 4, precision: str = "bf16", shot_starts: Sequence[int] = (0,),
+                      sources: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, H, W, 3) uint8 through a cartoon generator (RGB [-1, 1] interface); a
+    generator with the abstraction prior gets the clip's abstraction streamed through each shot
+    (``prior_frames``; flow on ``sources``, the B&W frames)."""
+    inputs = prior_frames(generator, frames, shot_starts, sources)  # (N, H, W, 3)
+    return np.concatenate([cartoonize_batch(generator, inputs[i : i + batch], device, precision)
+                           for i in range(0, len(inputs), batch)])
 
 
 def build_clip(video: str | os.PathLike, colorizer: nn.Module, generator: nn.Module, render_factor: int,
@@ -106,5 +110,7 @@ def build_clip(video: str | os.PathLike, colorizer: nn.Module, generator: nn.Mod
     colorized = np.stack(list(tqdm(colorize_frames(colorizer, gray, render_factor, chroma_scale, device,
                                                    precision=precision),
                                    total=len(gray), desc=f"colorize {name}", disable=not progress)))
-    cartoon = cartoonize_frames(generator, list(colorized), device, precision=precision)
-    return Clip(name, gray, colorized, cartoon, detect_shots(iter(gray)))
+    shots = detect_shots(iter(gray))
+    cartoon = cartoonize_frames(generator, list(colorized), device, precision=precision, shot_starts=shots,
+                                sources=gray)
+    return Clip(name, gray, colorized, cartoon, shots)

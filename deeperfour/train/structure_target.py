@@ -15,6 +15,8 @@ ink), so the generator learns a smoother version of the baseline that every lear
 against, and the adversarial terms then pull it toward the style set. Trials (issue 16, style scratch,
 48 held-out photos): 100 init + 200 GAN steps gave drawn-probability 0.21 (the SLIC target's run 0.06) but
 a color shift of 28.9 (chroma free) and blurred frames; lr 1e-3 for 250 init steps lost the colors.
+With the abstraction prior (``CartoonGANConfig.prior``) the generator starts AT this target, and the
+target's Eq. (7) and L1 terms keep its learned correction small.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ from tqdm.auto import tqdm
 
 from deeperfour.core.precision import PRECISIONS, autocast
 from deeperfour.film.flow import estimate_flow, long_term_weights, occlusion_mask, warp_torch
-from deeperfour.infer.cartoonize import prior_inputs
+from deeperfour.infer.cartoonize import has_prior, prior_frames
 from deeperfour.losses.cartoon import content_loss
 from deeperfour.losses.temporal import long_term_temporal_loss
 from deeperfour.models.cartoongan import CartoonGenerator, ReleasedCartoonGAN
@@ -304,8 +304,8 @@ def finetune_temporal(base: CartoonGenerator | ReleasedCartoonGAN, clips: Sequen
     js = cfg.js
     if 1 not in js:
         js = (1, *js)  # the network input is the warped PREVIOUS output: flow t -> t-1 is always needed
-    if getattr(base.cfg, "prior", "none") != "none":  # G's inputs are the colorized frames' abstractions
-        clips = [replace(c, colorized=prior_inputs(base, c.colorized)) for c in clips]
+    if has_prior(base):  # G's inputs: the colorized frames' abstraction, streamed through each shot
+        clips = [replace(c, colorized=prior_frames(base, c.colorized, c.shot_starts, c.gray)) for c in clips]
     sampler = WindowSampler(clips, cfg.window, cfg.crop, cfg.batch, cfg.seed)
     ckpt = Checkpointer(out_dir / STATE_FILE)
 

@@ -211,9 +211,9 @@ def test_zero_init_equals_an_anchored_base_generator():
 
 
 def test_abstraction_prior_streams_the_per_frame_cartoon_of_the_abstraction():
-    """A generator trained on the abstraction prior gets each frame's abstraction in the temporal
-    cartoonizer as in the per-frame path (``cartoonize_frames``), and its output is the abstraction plus
-    its correction (here random, so not zero)."""
+    """A generator trained on the abstraction prior gets the same shot-coherent abstraction stream in the
+    temporal cartoonizer as in the per-frame path (``cartoonize_frames`` with the shot starts), and its
+    output is the abstraction plus its correction (here random, so not zero)."""
     from dataclasses import replace
 
     from deeperfour.infer.abstraction import abstract
@@ -225,9 +225,9 @@ def test_abstraction_prior_streams_the_per_frame_cartoon_of_the_abstraction():
         base.deconv03_1.weight.copy_(rand(*base.deconv03_1.weight.shape, seed=5) * 0.01)
     got = np.stack(list(stabilize(TemporalCartoonizer(TemporalCartoonGenerator(base), precision="fp32"),
                                   col, gray, shot_starts=[2])))
-    per_frame = cartoonize_frames(base, list(col), precision="fp32")
+    per_frame = cartoonize_frames(base, list(col), precision="fp32", shot_starts=[0, 2], sources=list(gray))
     np.testing.assert_array_equal(got, per_frame)
-    abstractions = np.stack([abstract(f) for f in col])
-    assert 0.5 < np.abs(per_frame.astype(int) - abstractions).mean() < 40
+    firsts = np.stack([abstract(col[i]) for i in (0, 2)])  # a shot's first input is the still's abstraction
+    assert 0.5 < np.abs(per_frame[[0, 2]].astype(int) - firsts).mean() < 40
     with pytest.raises(ValueError, match="prior='cel': expected one of"):
         CartoonGANConfig(prior="cel")
