@@ -12,6 +12,7 @@ from deeperfour.film.color import luminance
 from deeperfour.film.keyframes import Shot
 from deeperfour.infer.propagate import PropagateSettings, Refiner, chroma, propagate
 from deeperfour.metrics import reference_colorization as rc
+from deeperfour.metrics.film import ciede2000
 from deeperfour.models.propagation_refiner import PropagationRefiner, RefinerConfig, count_parameters
 from deeperfour.train.propagation_refiner import (
     RefinerTrainConfig,
@@ -159,3 +160,16 @@ def test_film_scorer_truth_scores_zero_and_gray_is_colorless():
         scorer.score(frames[:5], range(5))
     with pytest.raises(ValueError, match="needs the trained refiner"):
         rc.method_film("refined", gray, [0], {0: frames[0]})
+
+
+def test_film_scorer_threads_give_the_serial_result():
+    """The per-frame metrics run in threads; the means and CIEDE2000s equal a one-thread run, and each
+    frame's CIEDE2000 equals metrics.film's (the original's CIELAB is kept, not recomputed)."""
+    frames, gray = moving(n=6)
+    film = rc.method_film("copy", gray, [0, 3], {0: frames[0], 3: frames[3]})
+    film = list(film)
+    serial = rc.FilmScorer(gray, frames, [0, 3], workers=1).score(film, range(1, 6))
+    threaded = rc.FilmScorer(gray, frames, [0, 3], workers=3)
+    assert threaded.score(iter(film), range(1, 6)) == serial
+    assert threaded.score(film, range(1, 6)) == serial  # second use: the cached CIELAB frames
+    assert serial[1][4] == ciede2000(film[4], frames[4]) > 0
