@@ -146,3 +146,21 @@ def test_best_system_picks_the_most_drawn_that_keeps_the_photo():
     table["abstraction"]["content_distance"] = table["bunny"]["content_distance"] = 2.0  # > 1.25 x 1.4
     best = cn.best_system(table, ["abstraction", "bunny", "scratch"])
     assert best["eligible"] == [] and best["style"] == "bunny"
+
+
+def test_probe_sets_cap_each_class_evenly_and_keep_every_cutout(tmp_path):
+    import cv2
+
+    (tmp_path / "scratch" / "cutouts" / "People").mkdir(parents=True)
+    rgba = np.zeros((40, 30, 4), np.uint8)
+    rgba[10:30, 5:25] = (20, 40, 200, 255)
+    cv2.imwrite(str(tmp_path / "scratch" / "cutouts" / "People" / "a.png"), rgba)
+    photos_in = [np.full((8, 8, 3), k, np.uint8) for k in range(10)]
+    drawn_in = [np.full((8, 8, 3), 100 + k, np.uint8) for k in range(9)]
+    photos, drawn = cn.probe_sets(photos_in, drawn_in, tmp_path, max_per_class=4)
+    assert len(photos) == 4 and len(drawn) == 4
+    assert [int(p[0, 0, 0]) for p in photos[:3]] == [0, 4, 9]  # evenly spaced, first and last kept
+    assert photos[3].shape == (40, 30, 3)  # the cutout stays
+    assert [int(d[0, 0, 0]) for d in drawn] == [100, 102, 105, 108]
+    photos, drawn = cn.probe_sets(photos_in, drawn_in, tmp_path, max_per_class=0)
+    assert len(photos) == 11 and len(drawn) == 9  # 0: all of them

@@ -220,9 +220,6 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a, b, channel_axis=axis, data_range=255))
 
 
-def ciede2000(a: np.ndarray, b: np.ndarray, b_lab: np.ndarray | None = None) -> float:
-    """Mean CIEDE2000 color difference over pixels (sRGB -> CIELAB D65 with skimage); 0 = identical.
-
-    ``b_lab``: ``rgb2lab(b)`` when the caller keeps it (a reference scored against many versions)."""
-    lab_b = rgb2lab(np.asarray(b)) if b_lab is None else b_lab
-    return float(deltaE_ciede2000(rgb2lab(np.asarray(a)), lab_b).mean())
+def ciede2000(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean CIEDE2000 color difference over pixels (sRGB -> CIELAB D65 with skimage); 0 = identical."""
+    return float(deltaE_ciede2000(rgb2lab(np.asarray(a)), rgb2lab(np.asarray(b))).mean())
