@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from deeperfour.losses.cartoon import (
     content_loss,
+    content_losses,
     discriminator_loss,
     generator_adv_loss,
     total_generator_loss,
@@ -58,6 +59,31 @@ def test_content_loss_zero_for_identical_images_and_has_gradient():
     assert loss > 0
     loss.backward()
     assert generated.grad is not None and generated.grad.abs().sum() > 0
+
+
+def test_content_losses_share_the_generated_features_and_give_the_separate_losses_and_gradients():
+    calls = []
+    inner = make_features_fn()
+
+    def features_fn(x, layers=("relu4_3",)):
+        calls.append(x.requires_grad)
+        return inner(x, layers)
+
+    photo, target = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
+    g0 = torch.rand(2, 3, 16, 16) * 2 - 1
+    separate = []
+    for t in (photo, target):
+        g = g0.clone().requires_grad_(True)
+        loss = content_loss(features_fn, g, t)
+        loss.backward()
+        separate.append((loss.item(), g.grad.clone()))
+    calls.clear()
+    g = g0.clone().requires_grad_(True)
+    con, struct = content_losses(features_fn, g, [photo, target])
+    assert calls == [True, False, False]  # G(p) through the network once, the targets without a graph
+    assert con.item() == pytest.approx(separate[0][0]) and struct.item() == pytest.approx(separate[1][0])
+    (con + 2 * struct).backward()
+    assert torch.allclose(g.grad, separate[0][1] + 2 * separate[1][1], atol=1e-6)
 
 
 def test_content_loss_missing_layer_is_a_clear_error():

@@ -129,3 +129,18 @@ def test_psnr_ssim_ciede2000():
     assert ssim(a, b) < 1.0
     assert ciede2000(a, a) == pytest.approx(0.0)
     assert ciede2000(a, b) > 1.0
+
+
+def test_ciede2000_and_ssim_in_float32_match_skimage_in_float64():
+    from skimage.color import deltaE_ciede2000, rgb2lab
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 41, a.shape), 0, 255).astype(np.uint8)
+    ref_c = deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).mean()  # skimage's own float64 path
+    ref_s = structural_similarity(a, b, channel_axis=-1, data_range=255)
+    assert ciede2000(a, b) == pytest.approx(ref_c, rel=1e-5) and ciede2000(a, b) > 5
+    assert ssim(a, b) == pytest.approx(ref_s, abs=1e-5) and ssim(a, b) < 0.99
+    # a float image is read as 0..1, as skimage reads it
+    assert ciede2000(a / 255.0, b / 255.0) == pytest.approx(ref_c, rel=1e-5)

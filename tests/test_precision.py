@@ -36,3 +36,21 @@ def test_autocast_is_a_no_op_in_fp32_and_bf16_where_native(monkeypatch):
 def test_unknown_precision_is_one_clear_error():
     with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32, got 'fp16'"):
         prec.resolve_precision("fp16", "cpu")
+
+
+def test_budget_steps_shortens_only_the_fp32_schedule():
+    assert prec.budget_steps("bf16", 0.5, 550, 30, 0) == (550, 30, 0)
+    assert prec.budget_steps("fp32", 0.5, 550, 30, 0, 1) == (275, 15, 0, 1)  # a phase with steps keeps >= 1
+    assert prec.budget_steps("fp32", 1.0, 150) == (150,)
+    assert prec.budget_steps("fp32", 0.4, 5) == (2,)
+
+
+@pytest.mark.parametrize("share", [0, -0.5, 1.5])
+def test_budget_steps_rejects_a_share_outside_0_1(share):
+    with pytest.raises(ValueError, match=r"fp32_steps must be in \(0, 1\]"):
+        prec.budget_steps("fp32", share, 100)
+
+
+def test_budget_steps_wants_a_resolved_precision():
+    with pytest.raises(ValueError, match="resolved precision"):
+        prec.budget_steps("auto", 0.5, 100)

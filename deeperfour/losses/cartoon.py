@@ -70,11 +70,26 @@ def content_loss(
     Note: the reference implementations use VGG19 conv4_4 (before ReLU); the project's default is the
     ``relu4_3`` layer of its own VGG16 feature network; pass ``layer`` to change it.
     """
+    return content_losses(features_fn, generated, [photo], layer)[0]
+
+
+def content_losses(
+    features_fn: FeaturesFn, generated: torch.Tensor, targets: Sequence[torch.Tensor], layer: str = "relu4_3"
+) -> list[torch.Tensor]:
+    """Eq. (7) of ``generated`` to each of ``targets`` (all (B, 3, H, W) in [-1, 1]), one loss per target.
+
+    G(p)'s features (and the graph through the VGG) are computed once and shared: in the whitebox step,
+    Eq. (7) to the photo and to its structure target cost one VGG forward and backward of G(p), not two
+    (0.27 s of a 1.7 s fp32 step on 2 cores at 4 x 96^2). The targets' features have no graph.
+    """
     layers: Sequence[str] = (layer,)
     feat_g = _feature(features_fn, (generated + 1) / 2, layers, layer)  # (B, C, h, w)
-    with torch.no_grad():
-        feat_p = _feature(features_fn, (photo + 1) / 2, layers, layer)  # (B, C, h, w)
-    return F.l1_loss(feat_g, feat_p)  # Eq. (7)
+    losses = []
+    for target in targets:
+        with torch.no_grad():
+            feat_t = _feature(features_fn, (target + 1) / 2, layers, layer)  # (B, C, h, w)
+        losses.append(F.l1_loss(feat_g, feat_t))  # Eq. (7)
+    return losses
 
 
 def _feature(features_fn: FeaturesFn, x01: torch.Tensor, layers: Sequence[str], layer: str) -> torch.Tensor:

@@ -51,6 +51,7 @@ from deeperfour.infer.cartoonize import cartoonize_images
 from deeperfour.losses.cartoon import (
     color_loss,
     content_loss,
+    content_losses,
     discriminator_loss,
     generator_adv_loss,
     real_fake_loss,
@@ -301,9 +302,10 @@ def _whitebox_step(cfg: TrainConfig, G, D_s, D_s_ddp, D_t, D_t_ddp, opt_g, opt_d
             else torch.zeros((), device=device)
         adv_t = generator_adv_loss(D_t(texture_representation(fake, gray_rng)).float()) if cfg.w_texture \
             else torch.zeros((), device=device)
-        con = content_loss(features, fake, p, cfg.content_layer).float()  # Eq. (7)
-        struct = content_loss(features, fake, target, cfg.content_layer).float() if cfg.omega_structure \
-            else torch.zeros((), device=device)
+        # Eq. (7) to the photo and (omega_structure) to the structure target: G(p)'s features once
+        con, *struct = (c.float() for c in content_losses(
+            features, fake, [p, target] if cfg.omega_structure else [p], cfg.content_layer))
+        struct = struct[0] if struct else torch.zeros((), device=device)
         struct_px = (fake.float() - target).abs().mean() if cfg.structure_pixel \
             else torch.zeros((), device=device)
         col = color_loss(fake.float(), p)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from deeperfour.core import config
-from deeperfour.core.precision import resolve_precision
+from deeperfour.core.precision import budget_steps, resolve_precision
 from deeperfour.train import distributed
 
 PATHS = {  # the notebooks' path parameters (relative to the repository root)
@@ -48,6 +48,22 @@ PATHS = {  # the notebooks' path parameters (relative to the repository root)
                       "cartoon_dir": "build/train_cartoongan", "out_dir": "build/temporal_loss"},
     "convlstm": {"clips_dir": "build/temporal_loss/clips", "out_dir": "build/convlstm"},
 }
+
+
+STEP_KEYS = {  # each stage's training-step counts: shortened by its fp32_steps share where fp32 runs
+    "colorize": ("steps_frozen", "steps_unfrozen", "steps_critic", "steps_gan"),
+    "train_cartoongan": ("init_steps", "paper_init_steps", "gan_steps"),
+    "temporal_loss": ("steps",),
+    "convlstm": ("steps",),
+}
+
+
+def scheduled(stage: str, p: Mapping[str, Any]) -> dict[str, Any]:
+    """``p`` (precision resolved) with the stage's step counts for that precision, as its notebook
+    takes them (``budget_steps``): the full schedule in bf16, the ``fp32_steps`` share in fp32."""
+    keys = [k for k in STEP_KEYS.get(stage, ()) if k in p]
+    steps = budget_steps(p["precision"], float(p.get("fp32_steps", 1.0)), *(p[k] for k in keys))
+    return {**p, **dict(zip(keys, steps, strict=True))}
 
 
 def stage_params(stage: str, params_path: str | Path | None = None,
@@ -192,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e).strip("'\""))
     ctx = distributed.init_from_env(p.get("device", "auto"))
     # auto -> bf16 | fp32 on this device, decided once: the checkpoints record the resolved value
-    p = {**p, "precision": resolve_precision(p.get("precision", "auto"), ctx.device)}
+    p = scheduled(args.stage, {**p, "precision": resolve_precision(p.get("precision", "auto"), ctx.device)})
     try:
         config.seed_everything(p["seed"])
         if ctx.is_main:

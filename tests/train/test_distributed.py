@@ -276,3 +276,17 @@ def test_run_cli_builds_the_notebook_configs():
     assert cmd[1:7] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m"]
     sets = run.parse_set([a for a in cmd[cmd.index("train_cartoongan") + 1:] if a != "--set"])
     assert sets == {"out_dir": "/tmp/x", "lr_d": None, "styles": "a,b"}  # round trip through the CLI
+
+
+def test_run_cli_takes_the_fp32_share_of_each_stages_steps_as_the_notebooks_do():
+    from deeperfour.train import run
+
+    p = run.stage_params("train_cartoongan", overrides={"gan_steps": 200, "paper_init_steps": 100,
+                                                       "init_steps": 0, "fp32_steps": 0.5})
+    fp32 = run.scheduled("train_cartoongan", {**p, "precision": "fp32"})
+    assert (fp32["gan_steps"], fp32["paper_init_steps"], fp32["init_steps"]) == (100, 50, 0)
+    assert run.scheduled("train_cartoongan", {**p, "precision": "bf16"})["gan_steps"] == 200
+    c = run.scheduled("colorize", {**run.stage_params("colorize", overrides={
+        "steps_frozen": 550, "steps_unfrozen": 30, "steps_critic": 50, "steps_gan": 150, "fp32_steps": 0.5}),
+        "precision": "fp32"})
+    assert [c[k] for k in run.STEP_KEYS["colorize"]] == [275, 15, 25, 75]
