@@ -4,6 +4,8 @@ and the stage's scoring helpers."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -172,3 +174,29 @@ def test_film_scorer_threads_give_the_serial_result():
     threaded = rc.FilmScorer(gray, frames, [0, 3], workers=3)
     assert threaded.score(iter(film), range(1, 6)) == serial
     assert serial[1][4] == ciede2000(film[4], frames[4]) > 0
+
+
+def test_film_scorer_streams_the_film_with_a_bounded_number_of_frames_in_flight():
+    """score() reads the next frame only once at most 2 x workers earlier frames are still unscored,
+    so a long film is never held whole; the result is the one of the whole list."""
+    frames, gray = moving(n=12)
+    film = list(rc.method_film("copy", gray, [0], {0: frames[0]}))
+    scorer = rc.FilmScorer(gray, frames, [0], workers=2)
+    expected = scorer.score(film, range(1, 12))
+    done, worst = [], [0]
+    frame = scorer._frame
+
+    def counted(*args):  # slow scoring: an unbounded reader would run far ahead of it
+        time.sleep(0.02)
+        out = frame(*args)
+        done.append(1)
+        return out
+
+    def lazily():
+        for i, f in enumerate(film):
+            worst[0] = max(worst[0], i - len(done))  # frames read but not yet scored
+            yield f
+
+    scorer._frame = counted
+    assert scorer.score(lazily(), range(1, 12)) == expected
+    assert worst[0] <= 2 * 2 + 1

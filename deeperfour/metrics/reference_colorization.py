@@ -21,7 +21,7 @@ masks from the B&W film, computed once for all films by :class:`FilmScorer`).
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -93,7 +93,8 @@ class FilmScorer:
     """Scores versions of one film against its color original: E_warp's flows and occlusion masks come
     from the B&W ``gray`` frames, computed once here (all within-shot pairs). The per-frame metrics of a
     film run in ``workers`` threads (numpy and skimage release the GIL: the stage's scoring took 324 s
-    instead of 400 on 2 cores); the results do not depend on their number."""
+    instead of 400 on 2 cores); the results do not depend on their number. The film streams through:
+    at most 2 x ``workers`` of its frames are in flight at once."""
 
     def __init__(self, gray: Sequence[np.ndarray], truth: Sequence[np.ndarray], shot_starts: Sequence[int],
                  progress: Callable | None = None, workers: int | None = None):
@@ -128,14 +129,17 @@ class FilmScorer:
         means over the ``scored`` frames, CDC and E_warp over the whole film."""
         scored = set(scored)
         cdc = CDCAccumulator(self.starts)
-        jobs = []
+        pending: deque = deque()  # at most 2 x workers frames in flight: the film streams through
+        results = []  # in frame order: the means do not depend on the threads
         prev = None
         with ThreadPoolExecutor(self.workers) as pool:
             for t, f in enumerate(frames):
                 cdc.update(f)
-                jobs.append(pool.submit(self._frame, t, f, prev, t in scored))
+                pending.append(pool.submit(self._frame, t, f, prev, t in scored))
                 prev = f
-            results = [j.result() for j in jobs]  # in frame order: the means do not depend on the threads
+                if len(pending) > 2 * self.workers:
+                    results.append(pending.popleft().result())
+            results += [j.result() for j in pending]
         if len(results) != self.n:
             raise ValueError(f"the film has {len(results)} frames, its original {self.n}")
         per: dict[str, list[float]] = defaultdict(list)
